@@ -1,0 +1,189 @@
+// Package driver defines the storage driver contract of registryd: a small interface over an
+// object store (filesystem, in-memory, S3, GCS, Azure Blob) that knows only slash-separated
+// object paths and bytes, never repositories or manifests.
+//
+// Who may import it: package storage (which gives the objects registry meaning), the concrete
+// drivers under driver/, driver/testsuite and cmd/registryd. Handlers never import it.
+//
+// # Paths
+//
+// A path is a slash-separated key such as "docker/registry/v2/blobs/sha256/ab/abcd/data". It never
+// begins or ends with "/", contains no empty, "." or ".." segments, and uses only the characters
+// of [ValidPath]. Drivers prefix their configured root directory themselves. A "directory" is
+// any path that is a proper prefix (up to a "/") of an object's path; directories are implicit and
+// exist exactly as long as an object lies under them.
+//
+// # Errors
+//
+// Every method reports failures by wrapping exactly one of the sentinel errors below with %w and
+// context (the operation and the path), so callers decide with errors.Is. The contract that
+// matters most: an error wraps [ErrNotFound] only when the backend has positively answered that
+// the object does not exist. A missing bucket, a denied request, a timeout, a throttle, a 5xx,
+// a DNS or TLS failure, a cancelled context are never ErrNotFound. Context errors
+// (context.Canceled, context.DeadlineExceeded) are passed through so errors.Is still matches them.
+package driver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"regexp"
+	"time"
+)
+
+// Sentinel errors of the driver contract. Drivers wrap them (fmt.Errorf("stat %s: %w", p, ErrNotFound));
+// callers test them with errors.Is.
+var (
+	// ErrNotFound: the backend positively answered that the object (or, for Delete, anything
+	// under the path) does not exist.
+	ErrNotFound = errors.New("object not found")
+	// ErrThrottled: the backend asked us to slow down (S3 SlowDown, HTTP 429/503 ServerBusy)
+	// and the SDK's own retries were exhausted.
+	ErrThrottled = errors.New("backend throttled the request")
+	// ErrUnavailable: the backend could not be reached or failed (refused connection, reset,
+	// timeout, DNS, TLS, HTTP 5xx).
+	ErrUnavailable = errors.New("backend unavailable")
+	// ErrPermission: the backend refused our credentials (HTTP 401/403, bad signature, unknown key).
+	ErrPermission = errors.New("backend denied access")
+	// ErrMisconfigured: the configuration points at something that does not exist or cannot
+	// work (no such bucket or container, malformed endpoint).
+	ErrMisconfigured = errors.New("backend misconfigured")
+	// ErrPreconditionFailed: a write's precondition does not hold; in particular, Writer was
+	// given a resume state that the backend has already moved past (a replayed, stale or
+	// concurrently used state). Nothing was changed.
+	ErrPreconditionFailed = errors.New("precondition failed")
+	// ErrUnsupported: the driver does not offer this operation (for example URL on the
+	// filesystem driver).
+	ErrUnsupported = errors.New("operation not supported by driver")
+	// ErrInvalidPath: the path does not satisfy ValidPath. Returned before any backend call.
+	ErrInvalidPath = errors.New("invalid path")
+)
+
+// ValidPath matches the paths drivers accept: slash-separated segments of [A-Za-z0-9._-],
+// no leading or trailing slash, no empty segment. Segments "." and ".." are rejected by
+// CheckPath in addition.
+var validPath = regexp.MustCompile(`^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$`)
+
+// CheckPath returns an error wrapping ErrInvalidPath unless p is a valid object path.
+// Drivers call it first in every method that takes a path.
+func CheckPath(p string) error {
+	if !validPath.MatchString(p) {
+		return &PathError{Op: "check", Path: p, Err: ErrInvalidPath}
+	}
+	for i, start := 0, 0; i <= len(p); i++ {
+		if i == len(p) || p[i] == '/' {
+			if seg := p[start:i]; seg == "." || seg == ".." {
+				return &PathError{Op: "check", Path: p, Err: ErrInvalidPath}
+			}
+			start = i + 1
+		}
+	}
+	return nil
+}
+
+// PathError records a failed operation on a path. It unwraps to the sentinel (or context
+// error) describing the failure.
+type PathError struct {
+	Op   string // the driver method, e.g. "stat"
+	Path string // the object path as given by the caller
+	Err  error  // wraps one of the sentinels, or a context error
+}
+
+// Error implements error.
+func (e *PathError) Error() string { return e.Op + " " + e.Path + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying classified error.
+func (e *PathError) Unwrap() error { return e.Err }
+
+// Info describes an object or, in List results, an implicit directory.
+type Info struct {
+	// Path is the object's path as the caller names it (without the driver's root directory).
+	Path string
+	// Size is the object's length in bytes; 0 for directories.
+	Size int64
+	// ModTime is the last modification time as reported by the backend; zero for directories.
+	ModTime time.Time
+	// IsDir reports an implicit directory (a common prefix) in List results.
+	IsDir bool
+}
+
+// Driver stores opaque objects under slash-separated paths. Implementations are safe for
+// concurrent use. Every method honours ctx: when it is cancelled the method returns promptly
+// with an error for which errors.Is(err, ctx.Err()) holds.
+type Driver interface {
+	// Name returns a short identifier of the backend ("filesystem", "s3", ...) for logs.
+	Name() string
+
+	// Stat returns the object's Info. It returns ErrNotFound if there is no object at path
+	// (a directory is not an object: Stat of a pure prefix is ErrNotFound).
+	Stat(ctx context.Context, path string) (Info, error)
+
+	// Reader streams the object's bytes from offset; length < 0 means to the end, otherwise
+	// at most length bytes. Callers guarantee 0 <= offset <= size; offset == size yields an
+	// empty stream. It returns ErrNotFound if there is no object at path. An error while
+	// streaming is returned by Read, never silently as io.EOF.
+	Reader(ctx context.Context, path string, offset, length int64) (io.ReadCloser, error)
+
+	// Put stores a small object atomically: readers see either the previous content or all
+	// of the new content, never a part. size is the exact length of r, or -1 if unknown.
+	// It overwrites any existing object.
+	Put(ctx context.Context, path string, r io.Reader, size int64) error
+
+	// Delete removes the object at path, or if there is none, every object under the
+	// directory path. It returns ErrNotFound if nothing existed at or under path.
+	Delete(ctx context.Context, path string) error
+
+	// List returns the entries directly under directory dir (objects and implicit
+	// subdirectories, the latter with IsDir set), sorted by Path in byte order, starting
+	// strictly after the path `after` (when non-empty) and at most limit entries (limit <= 0:
+	// all). A directory with no entries yields an empty slice and nil: List never returns
+	// ErrNotFound. dir == "" lists the root.
+	List(ctx context.Context, dir, after string, limit int) ([]Info, error)
+
+	// Copy copies the object at src to dst inside the backend, without streaming the bytes
+	// through this process where the backend can avoid it. It overwrites dst atomically and
+	// returns ErrNotFound if src does not exist.
+	Copy(ctx context.Context, src, dst string) error
+
+	// Writer starts (resume == nil) or resumes a resumable write of the object at path.
+	// Bytes written become readable at path only after Commit. resume is a state returned
+	// by an earlier Writer.State for the same path, possibly by another process sharing
+	// the backend. If the backend has no record of that session, Writer returns ErrNotFound;
+	// if the backend has moved past the state (a stale or replayed state), it returns
+	// ErrPreconditionFailed and changes nothing. ctx bounds the writer's whole life: every
+	// backend call the writer makes, including background part uploads, uses it.
+	Writer(ctx context.Context, path string, resume []byte) (Writer, error)
+
+	// URL returns a URL from which an HTTP client can GET the object until expiry, or an
+	// error wrapping ErrUnsupported when the driver cannot sign URLs. It does not check
+	// that the object exists.
+	URL(ctx context.Context, path string, expiry time.Duration) (string, error)
+}
+
+// Writer is a resumable, streaming write session created by Driver.Writer. It is not safe
+// for concurrent use. Exactly one of State, Commit or Abort ends its use in this process;
+// any call after that returns an error.
+type Writer interface {
+	// Write appends p. It may buffer up to the driver's part size and upload full parts in
+	// the background; memory stays bounded whatever the total size. An error from a
+	// background upload is returned by a later Write, State or Commit.
+	io.Writer
+
+	// Size returns the number of bytes written in this session, including those written
+	// before the state it resumed from.
+	Size() int64
+
+	// State makes every byte written so far durable in the backend (not in this process)
+	// and returns a small (well under 512 bytes) opaque state from which Driver.Writer can
+	// resume the session in any process sharing the backend.
+	State(ctx context.Context) ([]byte, error)
+
+	// Commit makes all bytes written readable at the writer's path (atomically replacing
+	// any object there) and releases the session's backend resources. Committing an empty
+	// session creates a zero-byte object.
+	Commit(ctx context.Context) error
+
+	// Abort discards the session and everything it wrote; the object at path (if any) is
+	// unchanged. Aborting a session whose backend record is already gone returns nil.
+	Abort(ctx context.Context) error
+}
