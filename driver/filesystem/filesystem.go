@@ -1,0 +1,459 @@
+// Package filesystem is the driver.Driver that stores objects as files under a root
+// directory. Objects are written to temporary files and renamed into place, so readers never
+// see a partial object; Copy hard-links where it can. Writer sessions live in hidden files
+// next to their object (names with "~", which no valid path contains), so any process
+// sharing the directory can resume them.
+//
+// Who may import it: cmd/registryd and tests.
+package filesystem
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/registryd/registryd/config"
+	"github.com/registryd/registryd/driver"
+)
+
+// Driver stores objects under a root directory. It is safe for concurrent use by several
+// goroutines and several processes sharing the directory.
+type Driver struct {
+	root string
+}
+
+var _ driver.Driver = (*Driver)(nil)
+
+// tmpDir holds Put's temporary files; "~" keeps it out of every listing.
+const tmpDir = "~tmp"
+
+// New returns a driver rooted at cfg.RootDirectory, creating it if needed.
+func New(cfg config.Filesystem) (*Driver, error) {
+	if cfg.RootDirectory == "" {
+		return nil, errors.New("filesystem: rootdirectory is required")
+	}
+	root, err := filepath.Abs(cfg.RootDirectory)
+	if err != nil {
+		return nil, fmt.Errorf("filesystem: rootdirectory: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, tmpDir), 0o755); err != nil {
+		return nil, fmt.Errorf("filesystem: create %s: %w", root, err)
+	}
+	return &Driver{root: root}, nil
+}
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return "filesystem" }
+
+func (d *Driver) full(p string) string { return filepath.Join(d.root, filepath.FromSlash(p)) }
+
+// classify maps an os error onto the driver contract.
+func classify(op, p string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var c error
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		c = err
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		c = fmt.Errorf("%w: %w", driver.ErrNotFound, err)
+	case errors.Is(err, fs.ErrPermission):
+		c = fmt.Errorf("%w: %w", driver.ErrPermission, err)
+	case errors.Is(err, driver.ErrNotFound), errors.Is(err, driver.ErrPreconditionFailed),
+		errors.Is(err, driver.ErrUnsupported), errors.Is(err, driver.ErrInvalidPath):
+		c = err
+	default:
+		c = fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
+	}
+	return &driver.PathError{Op: op, Path: p, Err: c}
+}
+
+func check(ctx context.Context, op, p string) error {
+	if err := driver.CheckPath(p); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return &driver.PathError{Op: op, Path: p, Err: err}
+	}
+	return nil
+}
+
+// Stat implements driver.Driver.
+func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
+	if err := check(ctx, "stat", p); err != nil {
+		return driver.Info{}, err
+	}
+	fi, err := os.Stat(d.full(p))
+	if err != nil {
+		return driver.Info{}, classify("stat", p, err)
+	}
+	if fi.IsDir() {
+		return driver.Info{}, classify("stat", p, fs.ErrNotExist)
+	}
+	return driver.Info{Path: p, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// Reader implements driver.Driver.
+func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
+	if err := check(ctx, "reader", p); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(d.full(p))
+	if err != nil {
+		return nil, classify("reader", p, err)
+	}
+	if fi, err := f.Stat(); err != nil || fi.IsDir() {
+		f.Close()
+		if err == nil {
+			err = fs.ErrNotExist
+		}
+		return nil, classify("reader", p, err)
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		f.Close()
+		return nil, classify("reader", p, err)
+	}
+	var r io.Reader = f
+	if length >= 0 {
+		r = io.LimitReader(f, length)
+	}
+	return &ctxReader{ctx: ctx, r: r, c: f, p: p}, nil
+}
+
+// ctxReader stops reading once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+	c   io.Closer
+	p   string
+}
+
+func (r *ctxReader) Read(b []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, &driver.PathError{Op: "read", Path: r.p, Err: err}
+	}
+	n, err := r.r.Read(b)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = classify("read", r.p, err)
+	}
+	return n, err
+}
+
+func (r *ctxReader) Close() error { return r.c.Close() }
+
+// writeTemp copies r into a new temporary file and returns its name.
+func (d *Driver) writeTemp(ctx context.Context, r io.Reader) (string, error) {
+	f, err := os.CreateTemp(filepath.Join(d.root, tmpDir), "put-")
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) { // root removed under us: recreate
+			if err := os.MkdirAll(filepath.Join(d.root, tmpDir), 0o755); err != nil {
+				return "", err
+			}
+			f, err = os.CreateTemp(filepath.Join(d.root, tmpDir), "put-")
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	_, err = io.Copy(f, &ctxReader{ctx: ctx, r: r, c: f})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// place renames tmp to the object path p, creating directories.
+func (d *Driver) place(tmp, p string) error {
+	dst := d.full(p)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// Put implements driver.Driver.
+func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
+	if err := check(ctx, "put", p); err != nil {
+		return err
+	}
+	tmp, err := d.writeTemp(ctx, r)
+	if err != nil {
+		return classify("put", p, err)
+	}
+	return classify("put", p, d.place(tmp, p))
+}
+
+// Delete implements driver.Driver.
+func (d *Driver) Delete(ctx context.Context, p string) error {
+	if err := check(ctx, "delete", p); err != nil {
+		return err
+	}
+	full := d.full(p)
+	fi, err := os.Lstat(full)
+	if err != nil {
+		return classify("delete", p, err)
+	}
+	if fi.IsDir() {
+		err = os.RemoveAll(full)
+	} else {
+		err = os.Remove(full)
+	}
+	if err != nil {
+		return classify("delete", p, err)
+	}
+	d.pruneEmpty(filepath.Dir(full))
+	return nil
+}
+
+// pruneEmpty removes empty directories from dir up to the root, so that directories stay
+// implicit as in object stores. A concurrent writer that needs one recreates it.
+func (d *Driver) pruneEmpty(dir string) {
+	for dir != d.root && strings.HasPrefix(dir, d.root+string(filepath.Separator)) {
+		if os.Remove(dir) != nil {
+			return
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// List implements driver.Driver.
+func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driver.Info, error) {
+	if dir != "" {
+		if err := check(ctx, "list", dir); err != nil {
+			return nil, err
+		}
+	} else if err := ctx.Err(); err != nil {
+		return nil, &driver.PathError{Op: "list", Path: dir, Err: err}
+	}
+	entries, err := os.ReadDir(d.full(dir))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return []driver.Info{}, nil
+	}
+	if err != nil {
+		return nil, classify("list", dir, err)
+	}
+	out := []driver.Info{}
+	for _, e := range entries { // ReadDir sorts by name, which is path order within dir
+		name := e.Name()
+		if driver.CheckPath(name) != nil {
+			continue // temporary and session files
+		}
+		p := path.Join(dir, name)
+		if after != "" && p <= after {
+			continue
+		}
+		info := driver.Info{Path: p, IsDir: e.IsDir()}
+		if !e.IsDir() {
+			fi, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted while listing
+			}
+			if err != nil {
+				return nil, classify("list", dir, err)
+			}
+			info.Size, info.ModTime = fi.Size(), fi.ModTime()
+		}
+		out = append(out, info)
+		if limit > 0 && len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Copy implements driver.Driver. It hard-links src to dst when it can (objects are never
+// modified in place, only replaced by rename, so sharing the inode is safe) and copies
+// the bytes otherwise.
+func (d *Driver) Copy(ctx context.Context, src, dst string) error {
+	if err := check(ctx, "copy", src); err != nil {
+		return err
+	}
+	if err := check(ctx, "copy", dst); err != nil {
+		return err
+	}
+	tmp := filepath.Join(d.root, tmpDir, "link-"+randID())
+	if err := os.Link(d.full(src), tmp); err == nil {
+		return classify("copy", dst, d.place(tmp, dst))
+	} else if errors.Is(err, fs.ErrNotExist) {
+		return classify("copy", src, err)
+	}
+	f, err := os.Open(d.full(src))
+	if err != nil {
+		return classify("copy", src, err)
+	}
+	defer f.Close()
+	tmp, err = d.writeTemp(ctx, f)
+	if err != nil {
+		return classify("copy", dst, err)
+	}
+	return classify("copy", dst, d.place(tmp, dst))
+}
+
+// URL implements driver.Driver: the filesystem cannot sign URLs.
+func (d *Driver) URL(ctx context.Context, p string, expiry time.Duration) (string, error) {
+	return "", &driver.PathError{Op: "url", Path: p, Err: driver.ErrUnsupported}
+}
+
+func randID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// writerState is the resume state: the session file and how many bytes it held.
+type writerState struct {
+	ID   string `json:"i"`
+	Size int64  `json:"s"`
+}
+
+// Writer implements driver.Driver. The session's bytes go to "<path>~<id>" beside the
+// object and are renamed onto it at Commit.
+func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
+	if err := check(ctx, "writer", p); err != nil {
+		return nil, err
+	}
+	st := writerState{ID: randID()}
+	flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if resume != nil {
+		if err := json.Unmarshal(resume, &st); err != nil || len(st.ID) != 24 || strings.Trim(st.ID, "0123456789abcdef") != "" || st.Size < 0 {
+			return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: malformed resume state", driver.ErrNotFound)}
+		}
+		flag = os.O_WRONLY
+	}
+	w := &fileWriter{d: d, path: p, file: d.full(p) + "~" + st.ID, size: st.Size}
+	if resume == nil {
+		if err := os.MkdirAll(filepath.Dir(w.file), 0o755); err != nil {
+			return nil, classify("writer", p, err)
+		}
+	}
+	f, err := os.OpenFile(w.file, flag, 0o644)
+	if err != nil {
+		return nil, classify("writer", p, err)
+	}
+	if resume != nil {
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, classify("writer", p, err)
+		}
+		if fi.Size() != st.Size {
+			f.Close()
+			return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: session holds %d bytes, state says %d", driver.ErrPreconditionFailed, fi.Size(), st.Size)}
+		}
+		if _, err := f.Seek(st.Size, io.SeekStart); err != nil {
+			f.Close()
+			return nil, classify("writer", p, err)
+		}
+	}
+	w.f = f
+	w.id = st.ID
+	return w, nil
+}
+
+type fileWriter struct {
+	d    *Driver
+	path string
+	file string
+	id   string
+	f    *os.File
+	size int64
+	done bool
+}
+
+var errClosed = errors.New("writer already closed")
+
+func (w *fileWriter) Write(b []byte) (int, error) {
+	if w.done {
+		return 0, classify("write", w.path, errClosed)
+	}
+	n, err := w.f.Write(b)
+	w.size += int64(n)
+	if err != nil {
+		return n, classify("write", w.path, err)
+	}
+	return n, nil
+}
+
+func (w *fileWriter) Size() int64 { return w.size }
+
+func (w *fileWriter) finish() error {
+	if w.done {
+		return errClosed
+	}
+	w.done = true
+	return nil
+}
+
+func (w *fileWriter) State(ctx context.Context) ([]byte, error) {
+	if err := w.finish(); err != nil {
+		return nil, classify("state", w.path, err)
+	}
+	err := w.f.Sync()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, classify("state", w.path, err)
+	}
+	return json.Marshal(writerState{ID: w.id, Size: w.size})
+}
+
+func (w *fileWriter) Commit(ctx context.Context) error {
+	if err := w.finish(); err != nil {
+		return classify("commit", w.path, err)
+	}
+	err := w.f.Sync()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = os.Rename(w.file, w.d.full(w.path))
+	}
+	if err != nil {
+		os.Remove(w.file)
+		return classify("commit", w.path, err)
+	}
+	return nil
+}
+
+func (w *fileWriter) Abort(ctx context.Context) error {
+	if err := w.finish(); err != nil {
+		return classify("abort", w.path, err)
+	}
+	w.f.Close()
+	if err := os.Remove(w.file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return classify("abort", w.path, err)
+	}
+	w.d.pruneEmpty(filepath.Dir(w.file))
+	return nil
+}
