@@ -148,10 +148,21 @@ type Driver interface {
 	// Writer starts (resume == nil) or resumes a resumable write of the object at path.
 	// Bytes written become readable at path only after Commit. resume is a state returned
 	// by an earlier Writer.State for the same path, possibly by another process sharing
-	// the backend. If the backend has no record of that session, Writer returns ErrNotFound;
-	// if the backend has moved past the state (a stale or replayed state), it returns
-	// ErrPreconditionFailed and changes nothing. ctx bounds the writer's whole life: every
-	// backend call the writer makes, including background part uploads, uses it.
+	// the backend.
+	//
+	// Acknowledgement: only State acknowledges bytes. Bytes a writer wrote after its last
+	// State (a request that failed or was cancelled mid-stream, a crashed process) are not
+	// acknowledged: resuming from the latest acknowledged state succeeds, with Size equal to
+	// that state's size, and the unacknowledged bytes are discarded (overwritten or
+	// ignored; they must never appear in the committed object). Resuming from a state that a
+	// later State call has superseded (a replayed or stale state) returns
+	// ErrPreconditionFailed and changes nothing: the backend's record wins. If the backend
+	// has no record of the session (never started, committed, aborted), Writer returns
+	// ErrNotFound; a malformed resume state returns ErrNotFound or ErrPreconditionFailed.
+	//
+	// ctx bounds the writer's whole life: every backend call the writer makes, including
+	// background part uploads, uses it; when ctx is cancelled before State or Commit, the
+	// session is left as of its last State.
 	Writer(ctx context.Context, path string, resume []byte) (Writer, error)
 
 	// URL returns a URL from which an HTTP client can GET the object until expiry, or an

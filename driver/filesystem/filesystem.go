@@ -19,6 +19,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -334,47 +335,70 @@ type writerState struct {
 }
 
 // Writer implements driver.Driver. The session's bytes go to "<path>~<id>" beside the
-// object and are renamed onto it at Commit.
+// object and are renamed onto it at Commit; "<path>~<id>.ack" records the size
+// acknowledged by the last State.
 func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
 	if err := check(ctx, "writer", p); err != nil {
 		return nil, err
 	}
 	st := writerState{ID: randID()}
-	flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if resume != nil {
 		if err := json.Unmarshal(resume, &st); err != nil || len(st.ID) != 24 || strings.Trim(st.ID, "0123456789abcdef") != "" || st.Size < 0 {
 			return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: malformed resume state", driver.ErrNotFound)}
 		}
-		flag = os.O_WRONLY
 	}
-	w := &fileWriter{d: d, path: p, file: d.full(p) + "~" + st.ID, size: st.Size}
+	w := &fileWriter{d: d, path: p, file: d.full(p) + "~" + st.ID, id: st.ID, size: st.Size}
 	if resume == nil {
 		if err := os.MkdirAll(filepath.Dir(w.file), 0o755); err != nil {
 			return nil, classify("writer", p, err)
 		}
+		if err := w.ack(0); err != nil {
+			return nil, classify("writer", p, err)
+		}
+		f, err := os.OpenFile(w.file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			os.Remove(w.file + ".ack")
+			return nil, classify("writer", p, err)
+		}
+		w.f = f
+		return w, nil
 	}
-	f, err := os.OpenFile(w.file, flag, 0o644)
+	b, err := os.ReadFile(w.file + ".ack")
 	if err != nil {
 		return nil, classify("writer", p, err)
 	}
-	if resume != nil {
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, classify("writer", p, err)
-		}
-		if fi.Size() != st.Size {
-			f.Close()
-			return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: session holds %d bytes, state says %d", driver.ErrPreconditionFailed, fi.Size(), st.Size)}
-		}
-		if _, err := f.Seek(st.Size, io.SeekStart); err != nil {
-			f.Close()
-			return nil, classify("writer", p, err)
-		}
+	acked, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || acked != st.Size {
+		return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: session acknowledged %s bytes, state says %d", driver.ErrPreconditionFailed, b, st.Size)}
+	}
+	f, err := os.OpenFile(w.file, os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, classify("writer", p, err)
+	}
+	// Drop bytes written after the last State by a request that failed.
+	if err := f.Truncate(st.Size); err != nil {
+		f.Close()
+		return nil, classify("writer", p, err)
+	}
+	if _, err := f.Seek(st.Size, io.SeekStart); err != nil {
+		f.Close()
+		return nil, classify("writer", p, err)
 	}
 	w.f = f
-	w.id = st.ID
 	return w, nil
+}
+
+// ack atomically records n as the session's acknowledged size.
+func (w *fileWriter) ack(n int64) error {
+	tmp := w.file + ".ack~" + randID()
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(n, 10)), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, w.file+".ack"); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 type fileWriter struct {
@@ -419,6 +443,9 @@ func (w *fileWriter) State(ctx context.Context) ([]byte, error) {
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = w.ack(w.size)
+	}
 	if err != nil {
 		return nil, classify("state", w.path, err)
 	}
@@ -439,6 +466,7 @@ func (w *fileWriter) Commit(ctx context.Context) error {
 	if err == nil {
 		err = os.Rename(w.file, w.d.full(w.path))
 	}
+	os.Remove(w.file + ".ack")
 	if err != nil {
 		os.Remove(w.file)
 		return classify("commit", w.path, err)
@@ -451,6 +479,7 @@ func (w *fileWriter) Abort(ctx context.Context) error {
 		return classify("abort", w.path, err)
 	}
 	w.f.Close()
+	os.Remove(w.file + ".ack")
 	if err := os.Remove(w.file); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return classify("abort", w.path, err)
 	}

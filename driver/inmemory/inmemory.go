@@ -34,8 +34,9 @@ type object struct {
 }
 
 type session struct {
-	path string
-	buf  []byte
+	path  string
+	buf   []byte
+	acked int64 // size at the last State; bytes beyond it are unacknowledged
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -229,9 +230,10 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 	if !ok || s.path != p {
 		return nil, fail("writer", p, driver.ErrNotFound)
 	}
-	if int64(len(s.buf)) != st.Size {
-		return nil, fail("writer", p, fmt.Errorf("%w: session holds %d bytes, state says %d", driver.ErrPreconditionFailed, len(s.buf), st.Size))
+	if s.acked != st.Size {
+		return nil, fail("writer", p, fmt.Errorf("%w: session acknowledged %d bytes, state says %d", driver.ErrPreconditionFailed, s.acked, st.Size))
 	}
+	s.buf = s.buf[:st.Size] // drop unacknowledged bytes
 	return &memWriter{d: d, id: st.ID, s: s, size: st.Size}, nil
 }
 
@@ -275,6 +277,13 @@ func (w *memWriter) State(ctx context.Context) ([]byte, error) {
 	if err := w.end("state"); err != nil {
 		return nil, err
 	}
+	w.d.mu.Lock()
+	if int64(len(w.s.buf)) != w.size {
+		w.d.mu.Unlock()
+		return nil, fail("state", w.s.path, driver.ErrPreconditionFailed)
+	}
+	w.s.acked = w.size
+	w.d.mu.Unlock()
 	return json.Marshal(writerState{ID: w.id, Size: w.size})
 }
 

@@ -70,6 +70,7 @@ func Run(t *testing.T, h Harness) {
 		{"WriterResumeSmallChunks", testWriterResumeSmall},
 		{"WriterResumeLarge", testWriterResumeLarge},
 		{"WriterStaleState", testWriterStale},
+		{"WriterUnacknowledgedDiscarded", testWriterUnacknowledged},
 		{"WriterAbort", testWriterAbort},
 		{"WriterGarbageState", testWriterGarbage},
 		{"ConcurrentWriters", testConcurrentWriters},
@@ -768,4 +769,53 @@ func testURL(t *testing.T, h *Harness, dir string) {
 	if resp.StatusCode != 200 || !bytes.Equal(got, b) {
 		t.Errorf("GET signed URL: status %d, %d bytes", resp.StatusCode, len(got))
 	}
+}
+
+// testWriterUnacknowledged simulates a PATCH that fails mid-stream: a resumed writer writes
+// more than a part and its context is cancelled before State. Resuming again from the last
+// acknowledged state must work and the lost bytes must not appear in the object.
+func testWriterUnacknowledged(t *testing.T, h *Harness, dir string) {
+	d := h.Driver
+	p := dir + "/unack/data"
+	w, err := d.Writer(ctx(t), p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := randBytes(h.PartSize/2 + 7)
+	writeAll(t, w, first, 1<<20)
+	s1, err := w.State(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, cancel := context.WithCancel(context.Background())
+	w, err = d.Writer(failed, p, s1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := bytes.Repeat([]byte{0xEE}, int(h.PartSize+h.PartSize/2))
+	for b := lost; len(b) > 0; {
+		n := min(len(b), 1<<20)
+		if _, err := w.Write(b[:n]); err != nil {
+			break // a write may already report the coming failure
+		}
+		b = b[n:]
+	}
+	cancel()
+	time.Sleep(200 * time.Millisecond) // let background uploads notice the cancellation
+	w, err = d.Writer(ctx(t), p, s1)
+	if err != nil {
+		t.Fatalf("resume from the last acknowledged state after a failed request: %v", err)
+	}
+	if w.Size() != int64(len(first)) {
+		t.Errorf("resumed size %d, want %d", w.Size(), len(first))
+	}
+	rest := randBytes(h.PartSize + 11)
+	writeAll(t, w, rest, 1<<20)
+	if err := w.Commit(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, d, p, 0, -1); !bytes.Equal(got, append(first, rest...)) {
+		t.Errorf("object after a failed request and a retry differs (%d bytes)", len(got))
+	}
+	assertOnly(t, d, dir+"/unack", p)
 }
