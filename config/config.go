@@ -26,6 +26,22 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	HTTP    HTTP    `yaml:"http"`
 	Limits  Limits  `yaml:"limits"`
+	// Validation controls how strictly pushed manifests are checked.
+	Validation Validation `yaml:"validation"`
+}
+
+// Validation controls manifest validation.
+type Validation struct {
+	Manifests ManifestValidation `yaml:"manifests"`
+}
+
+// ManifestValidation controls manifest reference checks.
+type ManifestValidation struct {
+	// AllowSparse accepts image manifests whose layers, and indexes whose child manifests,
+	// are not (yet) in the repository: mirrors of a single platform of a multi-platform
+	// image, non-distributable layers. The config blob is always required. Default false:
+	// a missing reference is 400 MANIFEST_BLOB_UNKNOWN / MANIFEST_UNKNOWN.
+	AllowSparse bool `yaml:"allowsparse"`
 }
 
 // Log configures logging.

@@ -1,0 +1,23 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/registryd/registryd/config"
+	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/filesystem"
+	"github.com/registryd/registryd/driver/inmemory"
+)
+
+// openDriver builds the configured storage driver (config.Validate guarantees exactly one).
+func openDriver(ctx context.Context, cfg *config.Config) (driver.Driver, error) {
+	s := cfg.Storage
+	switch {
+	case s.Filesystem != nil:
+		return filesystem.New(*s.Filesystem)
+	case s.InMemory != nil:
+		return inmemory.New(), nil
+	}
+	return nil, errors.New("config: storage: no supported backend configured")
+}

@@ -1,0 +1,148 @@
+package handlers
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	regerr "github.com/registryd/registryd/errors"
+	"github.com/registryd/registryd/storage"
+)
+
+// getBlob serves GET and HEAD /v2/<name>/blobs/<digest>.
+//
+// 200 with the bytes (or 307 to a pre-signed backend URL when redirects are on), 206 for
+// a satisfiable Range, 304 when If-None-Match holds the ETag; 400 DIGEST_INVALID, 404
+// BLOB_UNKNOWN, 416 RANGE_INVALID with Content-Range "bytes */size". Headers:
+// Content-Length, Docker-Content-Digest, ETag, Accept-Ranges.
+func (a *api) getBlob(c echo.Context, name, ref string) error {
+	d, err := storage.ParseDigest(ref)
+	if err != nil {
+		return err
+	}
+	req := c.Request()
+	rangeHdr := req.Header.Get("Range")
+	ctx := req.Context()
+	b, err := a.reg.StatBlob(ctx, name, d)
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	etag := `"` + d.String() + `"`
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("ETag", etag)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Cache-Control", "max-age=31536000")
+	if etagMatch(req.Header.Get("If-None-Match"), etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	offset, length, partial, err := parseRange(rangeHdr, b.Size)
+	if err != nil {
+		return err
+	}
+	if req.Method == http.MethodGet && !partial {
+		u, err := a.reg.BlobURL(ctx, d)
+		if err != nil {
+			return err
+		}
+		if u != "" {
+			return c.Redirect(http.StatusTemporaryRedirect, u)
+		}
+	}
+	h.Set(echo.HeaderContentType, "application/octet-stream")
+	h.Set(echo.HeaderContentLength, strconv.FormatInt(length, 10))
+	status := http.StatusOK
+	if partial {
+		status = http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", offset, offset+length-1, b.Size))
+	}
+	c.Response().WriteHeader(status)
+	if req.Method == http.MethodHead || length == 0 {
+		return nil
+	}
+	// Errors from here on cut the response short (the declared Content-Length is not
+	// reached), so a client never takes a broken stream for the blob.
+	_, err = a.reg.CopyBlob(ctx, c.Response(), b, offset, length)
+	return err
+}
+
+// etagMatch reports whether an If-None-Match header lists etag (or is "*").
+func etagMatch(header, etag string) bool {
+	if header == "" {
+		return false
+	}
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// parseRange parses a single "bytes=a-b", "bytes=a-" or "bytes=-n" range against size.
+// No header means the whole blob. A malformed or unsatisfiable range is 416 RANGE_INVALID
+// with Content-Range "bytes */size".
+func parseRange(h string, size int64) (offset, length int64, partial bool, err error) {
+	if h == "" {
+		return 0, size, false, nil
+	}
+	bad := func() error {
+		return regerr.RangeInvalid.WithDetail(map[string]any{"range": h, "size": size}).
+			WithHeader("Content-Range", fmt.Sprintf("bytes */%d", size))
+	}
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0, 0, false, bad()
+	}
+	first, last, ok := strings.Cut(strings.TrimSpace(spec), "-")
+	if !ok {
+		return 0, 0, false, bad()
+	}
+	num := func(s string) (int64, bool) {
+		if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil
+	}
+	switch {
+	case first == "": // suffix: last n bytes
+		n, ok := num(last)
+		if !ok || n == 0 || size == 0 {
+			return 0, 0, false, bad()
+		}
+		n = min(n, size)
+		return size - n, n, true, nil
+	default:
+		start, ok := num(first)
+		if !ok || start >= size {
+			return 0, 0, false, bad()
+		}
+		end := size - 1
+		if last != "" {
+			e, ok := num(last)
+			if !ok || e < start {
+				return 0, 0, false, bad()
+			}
+			end = min(e, size-1)
+		}
+		return start, end - start + 1, true, nil
+	}
+}
+
+// deleteBlob serves DELETE /v2/<name>/blobs/<digest>: 202, or 404 BLOB_UNKNOWN, 405 when
+// deletes are disabled.
+func (a *api) deleteBlob(c echo.Context, name, ref string) error {
+	d, err := storage.ParseDigest(ref)
+	if err != nil {
+		return err
+	}
+	if err := a.reg.DeleteBlob(c.Request().Context(), name, d); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusAccepted)
+}

@@ -1,0 +1,199 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/registryd/registryd/driver"
+	regerr "github.com/registryd/registryd/errors"
+)
+
+// ErrBlobCorrupt reports stored bytes that do not hash to their digest. The response that
+// was streaming them is cut short so the client never takes them for the blob.
+var ErrBlobCorrupt = errors.New("stored blob does not match its digest")
+
+// BlobInfo describes a blob of a repository.
+type BlobInfo struct {
+	Digest digest.Digest
+	Size   int64
+}
+
+// StatBlob returns the blob's size if the repository holds it, BLOB_UNKNOWN if it does not.
+func (r *Registry) StatBlob(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
+	detail := map[string]string{"digest": d.String()}
+	if _, err := r.d.Stat(ctx, layerLinkPath(repo, d)); err != nil {
+		return BlobInfo{}, notFound(err, regerr.BlobUnknown, detail, "stat blob link")
+	}
+	fi, err := r.d.Stat(ctx, blobDataPath(d))
+	if err != nil {
+		return BlobInfo{}, notFound(err, regerr.BlobUnknown, detail, "stat blob data")
+	}
+	return BlobInfo{Digest: d, Size: fi.Size}, nil
+}
+
+// BlobURL returns a pre-signed backend URL for the blob's bytes when redirects are enabled
+// and the driver can sign; otherwise it returns "" and nil. The caller has checked the
+// blob exists in the repository (StatBlob).
+func (r *Registry) BlobURL(ctx context.Context, d digest.Digest) (string, error) {
+	if !r.opts.Redirect {
+		return "", nil
+	}
+	u, err := r.d.URL(ctx, blobDataPath(d), r.opts.RedirectExpiry)
+	if errors.Is(err, driver.ErrUnsupported) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("sign blob url: %w", err)
+	}
+	return u, nil
+}
+
+// CopyBlob writes bytes [offset, offset+length) of the blob to w (length < 0: to the end).
+// The caller has checked the range against the size from StatBlob. When the whole blob is
+// requested its bytes are hashed while streaming and the last byte is only written once
+// the hash matches the digest, so a corrupt object can never reach a client as a complete
+// response. A backend stream that breaks mid-body is resumed with ranged reads, up to
+// Options.ReadRetries times in a row without progress.
+func (r *Registry) CopyBlob(ctx context.Context, w io.Writer, b BlobInfo, offset, length int64) (int64, error) {
+	if length < 0 {
+		length = b.Size - offset
+	}
+	src := &resumingReader{ctx: ctx, r: r, path: blobDataPath(b.Digest), off: offset, end: offset + length}
+	defer src.Close()
+	buf := make([]byte, 256<<10)
+	if offset != 0 || length != b.Size || length == 0 {
+		return io.CopyBuffer(w, io.LimitReader(src, length), buf)
+	}
+	h := b.Digest.Algorithm().Hash()
+	tee := io.TeeReader(src, h)
+	n, err := io.CopyBuffer(w, io.LimitReader(tee, length-1), buf)
+	if err != nil {
+		return n, err
+	}
+	if n != length-1 {
+		return n, fmt.Errorf("read blob %s: %w", b.Digest, io.ErrUnexpectedEOF)
+	}
+	last := buf[:1]
+	if _, err := io.ReadFull(tee, last); err != nil {
+		return n, fmt.Errorf("read blob %s: %w", b.Digest, err)
+	}
+	if got := digest.NewDigest(b.Digest.Algorithm(), h); got != b.Digest {
+		return n, fmt.Errorf("blob %s hashes to %s: %w", b.Digest, got, ErrBlobCorrupt)
+	}
+	m, err := w.Write(last)
+	return n + int64(m), err
+}
+
+// resumingReader reads [off, end) of an object, reopening at the current offset when the
+// backend stream fails, with a short backoff, up to r.opts.ReadRetries attempts without
+// progress.
+type resumingReader struct {
+	ctx      context.Context
+	r        *Registry
+	path     string
+	off, end int64
+	rc       io.ReadCloser
+	failures int
+}
+
+func (s *resumingReader) Read(p []byte) (int, error) {
+	for {
+		if s.off >= s.end {
+			return 0, io.EOF
+		}
+		if s.rc == nil {
+			rc, err := s.r.d.Reader(s.ctx, s.path, s.off, s.end-s.off)
+			if err != nil {
+				if errors.Is(err, driver.ErrNotFound) || !s.retry() {
+					return 0, fmt.Errorf("open %s at %d: %w", s.path, s.off, err)
+				}
+				continue
+			}
+			s.rc = rc
+		}
+		n, err := s.rc.Read(p[:min(int64(len(p)), s.end-s.off)])
+		s.off += int64(n)
+		if n > 0 {
+			s.failures = 0
+		}
+		if err == nil || (errors.Is(err, io.EOF) && s.off >= s.end) {
+			if n > 0 || err == nil {
+				return n, nil
+			}
+			return 0, io.EOF
+		}
+		// The stream ended early or failed: reopen at s.off.
+		s.rc.Close()
+		s.rc = nil
+		if n > 0 {
+			return n, nil
+		}
+		if !s.retry() {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, fmt.Errorf("read %s at %d: %w", s.path, s.off, err)
+		}
+	}
+}
+
+// retry sleeps before another attempt and reports whether one is allowed.
+func (s *resumingReader) retry() bool {
+	if s.ctx.Err() != nil || s.failures >= s.r.opts.ReadRetries {
+		return false
+	}
+	s.failures++
+	t := time.NewTimer(time.Duration(s.failures*s.failures) * 50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-s.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (s *resumingReader) Close() error {
+	if s.rc != nil {
+		return s.rc.Close()
+	}
+	return nil
+}
+
+// DeleteBlob removes the blob from the repository (its bytes stay for other repositories
+// until garbage collection). BLOB_UNKNOWN if the repository does not hold it.
+func (r *Registry) DeleteBlob(ctx context.Context, repo string, d digest.Digest) error {
+	err := r.d.Delete(ctx, layerLinkPath(repo, d))
+	if err != nil {
+		return notFound(err, regerr.BlobUnknown, map[string]string{"digest": d.String()}, "delete blob link")
+	}
+	return nil
+}
+
+// MountBlob links blob d of repository from into repo. With from == "" (an anonymous
+// mount, OCI v1.1) any stored blob with that digest is linked: the client proved it knows
+// the content's digest. It reports false (and no error) when there is no such blob, so
+// the caller falls back to a normal upload.
+func (r *Registry) MountBlob(ctx context.Context, repo, from string, d digest.Digest) (bool, error) {
+	var err error
+	if from != "" {
+		_, err = r.StatBlob(ctx, from, d)
+	} else if _, err = r.d.Stat(ctx, blobDataPath(d)); err != nil {
+		err = notFound(err, regerr.BlobUnknown, nil, "stat blob data")
+	}
+	if err != nil {
+		if regerr.Of(err, regerr.BlobUnknown) {
+			return false, nil
+		}
+		return false, err
+	}
+	if err := r.putLink(ctx, layerLinkPath(repo, d), d); err != nil {
+		return false, fmt.Errorf("link mounted blob: %w", err)
+	}
+	return true, nil
+}

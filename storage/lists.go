@@ -1,0 +1,227 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/registryd/registryd/driver"
+	regerr "github.com/registryd/registryd/errors"
+)
+
+// Tags returns up to n tags of the repository in lexical order, starting after last, and
+// whether more follow. n <= 0 returns none (but still checks the repository exists).
+// NAME_UNKNOWN if the repository holds nothing.
+func (r *Registry) Tags(ctx context.Context, repo, last string, n int) ([]string, bool, error) {
+	after := ""
+	if last != "" {
+		after = tagDir(repo, last)
+	}
+	var tags []string
+	more := false
+	if n > 0 {
+		l, err := r.d.List(ctx, tagsDir(repo), after, n+1)
+		if err != nil {
+			return nil, false, fmt.Errorf("list tags: %w", err)
+		}
+		for _, fi := range l {
+			if fi.IsDir {
+				tags = append(tags, path.Base(fi.Path))
+			}
+		}
+		if len(tags) > n {
+			tags, more = tags[:n], true
+		}
+	}
+	if len(tags) == 0 && last == "" {
+		ok, err := r.RepositoryExists(ctx, repo)
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
+			return nil, false, regerr.NameUnknown.WithDetail(map[string]string{"name": repo})
+		}
+	}
+	if tags == nil {
+		tags = []string{}
+	}
+	return tags, more, nil
+}
+
+// allTags lists every tag of a repository.
+func (r *Registry) allTags(ctx context.Context, repo string) ([]string, error) {
+	var tags []string
+	after := ""
+	for {
+		l, err := r.d.List(ctx, tagsDir(repo), after, 1000)
+		if err != nil {
+			return nil, fmt.Errorf("list tags: %w", err)
+		}
+		for _, fi := range l {
+			if fi.IsDir {
+				tags = append(tags, path.Base(fi.Path))
+			}
+		}
+		if len(l) < 1000 {
+			return tags, nil
+		}
+		after = l[len(l)-1].Path
+	}
+}
+
+// Catalog returns up to n repository names in lexical order after last, and whether more
+// follow. It walks the repositories tree: a directory holding _manifests, _layers or
+// _uploads is a repository; other directories are name components.
+func (r *Registry) Catalog(ctx context.Context, last string, n int) ([]string, bool, error) {
+	var names []string
+	var walk func(dir, name string) error
+	walk = func(dir, name string) error {
+		after := ""
+		for {
+			l, err := r.d.List(ctx, dir, after, 1000)
+			if err != nil {
+				return fmt.Errorf("list %s: %w", dir, err)
+			}
+			isRepo := false
+			for _, fi := range l {
+				if !fi.IsDir {
+					continue
+				}
+				base := path.Base(fi.Path)
+				if strings.HasPrefix(base, "_") {
+					isRepo = isRepo || base == "_manifests" || base == "_layers" || base == "_uploads"
+					continue
+				}
+				child := base
+				if name != "" {
+					child = name + "/" + base
+				}
+				if err := walk(fi.Path, child); err != nil {
+					return err
+				}
+			}
+			if isRepo {
+				names = append(names, name)
+			}
+			if len(l) < 1000 {
+				return nil
+			}
+			after = l[len(l)-1].Path
+		}
+	}
+	if err := walk(repositoriesDir(), ""); err != nil {
+		return nil, false, err
+	}
+	sort.Strings(names)
+	i := sort.SearchStrings(names, last)
+	if last != "" && i < len(names) && names[i] == last {
+		i++
+	}
+	names = names[i:]
+	more := false
+	if n >= 0 && len(names) > n {
+		names, more = names[:n], true
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return names, more, nil
+}
+
+// referrer is the descriptor stored for a manifest that has a subject.
+func (r *Registry) putReferrer(ctx context.Context, repo string, m *manifestJSON, mt string, d digest.Digest, size int64) error {
+	desc := ocispec.Descriptor{MediaType: mt, Digest: d, Size: size, ArtifactType: m.ArtifactType, Annotations: m.Annotations}
+	if desc.ArtifactType == "" && m.Config != nil {
+		desc.ArtifactType = m.Config.MediaType
+	}
+	b, err := json.Marshal(desc)
+	if err != nil {
+		return err
+	}
+	if err := r.d.Put(ctx, referrerPath(repo, m.Subject.Digest, d), strings.NewReader(string(b)), int64(len(b))); err != nil {
+		return fmt.Errorf("record referrer: %w", err)
+	}
+	return nil
+}
+
+// Referrers returns the descriptors of the manifests whose subject is d, filtered by
+// artifactType when non-empty, in digest order. No referrers is an empty list, not an
+// error.
+func (r *Registry) Referrers(ctx context.Context, repo string, subject digest.Digest, artifactType string) ([]ocispec.Descriptor, error) {
+	var entries []driver.Info
+	after := ""
+	for {
+		l, err := r.d.List(ctx, referrersDir(repo, subject), after, 1000)
+		if err != nil {
+			return nil, fmt.Errorf("list referrers: %w", err)
+		}
+		entries = append(entries, l...)
+		if len(l) < 1000 {
+			break
+		}
+		after = l[len(l)-1].Path
+	}
+	descs := make([]*ocispec.Descriptor, len(entries))
+	errs := make([]error, len(entries))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, fi := range entries {
+		if fi.IsDir {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			descs[i], errs[i] = r.readReferrer(ctx, repo, fi.Path)
+		}()
+	}
+	wg.Wait()
+	out := []ocispec.Descriptor{}
+	for i, d := range descs {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if d != nil && (artifactType == "" || d.ArtifactType == artifactType) {
+			out = append(out, *d)
+		}
+	}
+	return out, nil
+}
+
+// readReferrer reads one referrer record; one whose manifest was deleted meanwhile is
+// skipped (nil, nil).
+func (r *Registry) readReferrer(ctx context.Context, repo, p string) (*ocispec.Descriptor, error) {
+	rc, err := r.d.Reader(ctx, p, 0, -1)
+	if errors.Is(err, driver.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read referrer: %w", err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read referrer: %w", err)
+	}
+	var d ocispec.Descriptor
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("corrupt referrer record %s: %w", p, err)
+	}
+	if _, err := r.d.Stat(ctx, revisionLinkPath(repo, d.Digest)); errors.Is(err, driver.ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("stat referrer manifest: %w", err)
+	}
+	return &d, nil
+}

@@ -1,0 +1,63 @@
+package storage
+
+import (
+	"github.com/opencontainers/go-digest"
+)
+
+// The storage layout. Every object key registryd reads or writes is built here.
+//
+//	docker/registry/v2/
+//	├── blobs/<alg>/<first two hex>/<hex>/data                      blob and manifest bytes
+//	└── repositories/<name>/
+//	    ├── _layers/<alg>/<hex>/link                                   blob is in the repository
+//	    ├── _manifests/revisions/<alg>/<hex>/link                      manifest is in the repository
+//	    ├── _manifests/tags/<tag>/current/link                         what the tag points at
+//	    ├── _manifests/tags/<tag>/index/<alg>/<hex>/link               every manifest the tag held
+//	    ├── _uploads/<id>/startedat                                    upload session marker
+//	    ├── _uploads/<id>/data                                         upload bytes (driver Writer)
+//	    └── _referrers/<subject alg>/<subject hex>/<alg>-<hex>         referrer descriptor (JSON)
+//
+// Link objects hold the digest string ("sha256:..."), as in CNCF Distribution. The
+// _referrers subtree is registryd's own: Distribution ignores it.
+const rootPrefix = "docker/registry/v2"
+
+func blobDataPath(d digest.Digest) string {
+	hex := d.Encoded()
+	return rootPrefix + "/blobs/" + d.Algorithm().String() + "/" + hex[:2] + "/" + hex + "/data"
+}
+
+func repositoriesDir() string { return rootPrefix + "/repositories" }
+
+func repoDir(name string) string { return repositoriesDir() + "/" + name }
+
+func layerLinkPath(name string, d digest.Digest) string {
+	return repoDir(name) + "/_layers/" + d.Algorithm().String() + "/" + d.Encoded() + "/link"
+}
+
+func revisionLinkPath(name string, d digest.Digest) string {
+	return repoDir(name) + "/_manifests/revisions/" + d.Algorithm().String() + "/" + d.Encoded() + "/link"
+}
+
+func tagsDir(name string) string { return repoDir(name) + "/_manifests/tags" }
+
+func tagDir(name, tag string) string { return tagsDir(name) + "/" + tag }
+
+func tagCurrentPath(name, tag string) string { return tagDir(name, tag) + "/current/link" }
+
+func tagIndexLinkPath(name, tag string, d digest.Digest) string {
+	return tagDir(name, tag) + "/index/" + d.Algorithm().String() + "/" + d.Encoded() + "/link"
+}
+
+func uploadDir(name, id string) string { return repoDir(name) + "/_uploads/" + id }
+
+func uploadDataPath(name, id string) string { return uploadDir(name, id) + "/data" }
+
+func uploadStartedPath(name, id string) string { return uploadDir(name, id) + "/startedat" }
+
+func referrersDir(name string, subject digest.Digest) string {
+	return repoDir(name) + "/_referrers/" + subject.Algorithm().String() + "/" + subject.Encoded()
+}
+
+func referrerPath(name string, subject, d digest.Digest) string {
+	return referrersDir(name, subject) + "/" + d.Algorithm().String() + "-" + d.Encoded()
+}

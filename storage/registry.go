@@ -1,0 +1,118 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/registryd/registryd/driver"
+	regerr "github.com/registryd/registryd/errors"
+)
+
+// Options configures a Registry. The zero value of each field is a documented default.
+type Options struct {
+	// Secret signs upload state tokens; every replica sharing a backend needs the same one.
+	// Required, at least 16 bytes.
+	Secret []byte
+	// Redirect makes BlobURL return backend pre-signed URLs when the driver can sign.
+	Redirect bool
+	// RedirectExpiry is the lifetime of a pre-signed URL (default 20 minutes).
+	RedirectExpiry time.Duration
+	// UploadExpiry bounds the age of an upload token (default 7 days).
+	UploadExpiry time.Duration
+	// ReadRetries bounds how often a blob read that breaks mid-stream is resumed with a
+	// ranged read (default 3).
+	ReadRetries int
+	// AllowSparse accepts manifests whose layers or index children are missing from the
+	// repository (the config blob is still required).
+	AllowSparse bool
+	// Logger receives warnings about best-effort clean-up failures (default: discard).
+	Logger *slog.Logger
+}
+
+// Registry implements registry semantics over a driver. It is safe for concurrent use and
+// holds no per-request state: every replica sharing the backend and the secret is
+// interchangeable.
+type Registry struct {
+	d    driver.Driver
+	opts Options
+}
+
+// New returns a Registry over d.
+func New(d driver.Driver, opts Options) (*Registry, error) {
+	if d == nil {
+		return nil, errors.New("storage: nil driver")
+	}
+	if len(opts.Secret) < 16 {
+		return nil, errors.New("storage: secret must be at least 16 bytes")
+	}
+	if opts.RedirectExpiry == 0 {
+		opts.RedirectExpiry = 20 * time.Minute
+	}
+	if opts.UploadExpiry == 0 {
+		opts.UploadExpiry = 7 * 24 * time.Hour
+	}
+	if opts.ReadRetries == 0 {
+		opts.ReadRetries = 3
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Registry{d: d, opts: opts}, nil
+}
+
+// Ping checks that the backend answers: a Stat of a probe object that need not exist.
+// ErrNotFound counts as healthy; any other error is returned.
+func (r *Registry) Ping(ctx context.Context) error {
+	_, err := r.d.Stat(ctx, rootPrefix+"/readiness-probe")
+	if err == nil || errors.Is(err, driver.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// notFound returns d (wrapping err) if err is a driver ErrNotFound, else err wrapped with
+// context. This is the one place a driver NotFound becomes a client-visible 404 condition.
+func notFound(err error, d regerr.Descriptor, detail any, context string) error {
+	if errors.Is(err, driver.ErrNotFound) {
+		return d.WithDetail(detail).WithCause(err)
+	}
+	return fmt.Errorf("%s: %w", context, err)
+}
+
+// readLink reads a link object and parses the digest it holds.
+func (r *Registry) readLink(ctx context.Context, p string) (digest.Digest, error) {
+	rc, err := r.d.Reader(ctx, p, 0, -1)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 1024))
+	if err != nil {
+		return "", err
+	}
+	d, err := digest.Parse(strings.TrimSpace(string(b)))
+	if err != nil {
+		return "", fmt.Errorf("corrupt link %s: %w", p, err)
+	}
+	return d, nil
+}
+
+func (r *Registry) putLink(ctx context.Context, p string, d digest.Digest) error {
+	return r.d.Put(ctx, p, strings.NewReader(d.String()), int64(len(d.String())))
+}
+
+// RepositoryExists reports whether anything is stored under the repository.
+func (r *Registry) RepositoryExists(ctx context.Context, name string) (bool, error) {
+	l, err := r.d.List(ctx, repoDir(name), "", 1)
+	if err != nil {
+		return false, fmt.Errorf("list repository %s: %w", name, err)
+	}
+	return len(l) > 0, nil
+}

@@ -1,0 +1,271 @@
+package storage
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/registryd/registryd/driver"
+	regerr "github.com/registryd/registryd/errors"
+)
+
+// StartUpload begins a resumable upload in repo and returns its state. The driver session
+// is created and its empty state recorded, so the first PATCH may land on any replica.
+func (r *Registry) StartUpload(ctx context.Context, repo string) (*Upload, error) {
+	u := &Upload{Repo: repo, ID: newUploadID(), Started: time.Now()}
+	started := u.Started.UTC().Format(time.RFC3339Nano)
+	if err := r.d.Put(ctx, uploadStartedPath(repo, u.ID), strings.NewReader(started), int64(len(started))); err != nil {
+		return nil, fmt.Errorf("start upload: %w", err)
+	}
+	w, err := r.d.Writer(ctx, uploadDataPath(repo, u.ID), nil)
+	if err != nil {
+		r.cleanupUpload(ctx, u)
+		return nil, fmt.Errorf("start upload writer: %w", err)
+	}
+	if u.state, err = w.State(ctx); err != nil {
+		r.cleanupUpload(ctx, u)
+		return nil, fmt.Errorf("start upload state: %w", err)
+	}
+	u.hash, err = marshalHash(sha256.New())
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func marshalHash(h hash.Hash) ([]byte, error) {
+	m, ok := h.(encoding.BinaryMarshaler)
+	if !ok {
+		return nil, errors.New("hash state not serializable")
+	}
+	return m.MarshalBinary()
+}
+
+func (r *Registry) rangeError(u *Upload) *regerr.Error {
+	return regerr.BlobUploadOutOfOrder.WithDetail(map[string]any{"offset": u.Offset}).
+		WithHeader("Range", rangeHeader(u.Offset)).
+		WithHeader("Docker-Upload-UUID", u.ID)
+}
+
+// rangeHeader is the Range header value for an upload holding n bytes ("0-(n-1)").
+func rangeHeader(n int64) string {
+	if n == 0 {
+		return "0-0"
+	}
+	return "0-" + strconv.FormatInt(n-1, 10)
+}
+
+// RangeHeader is the Range header value describing the bytes an upload holds.
+func (u *Upload) RangeHeader() string { return rangeHeader(u.Offset) }
+
+// open resumes the driver writer and hash of an upload. The upload's marker must exist:
+// a cancelled or finished upload is BLOB_UPLOAD_UNKNOWN even before the first byte.
+func (r *Registry) open(ctx context.Context, u *Upload) (driver.Writer, hash.Hash, error) {
+	detail := map[string]string{"upload": u.ID}
+	if _, err := r.d.Stat(ctx, uploadStartedPath(u.Repo, u.ID)); err != nil {
+		return nil, nil, notFound(err, regerr.BlobUploadUnknown, detail, "stat upload")
+	}
+	w, err := r.d.Writer(ctx, uploadDataPath(u.Repo, u.ID), u.state)
+	if errors.Is(err, driver.ErrPreconditionFailed) {
+		// A replayed or stale token: the backend has moved on. Nothing was changed.
+		return nil, nil, r.rangeError(u).WithCause(err)
+	}
+	if err != nil {
+		return nil, nil, notFound(err, regerr.BlobUploadUnknown, detail, "resume upload")
+	}
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.hash); err != nil {
+		_ = w.Abort(ctx)
+		return nil, nil, regerr.BlobUploadInvalid.WithDetail(detail).WithCause(err)
+	}
+	if w.Size() != u.Offset {
+		return nil, nil, r.rangeError(u).WithCause(fmt.Errorf("writer holds %d bytes, token says %d", w.Size(), u.Offset))
+	}
+	return w, h, nil
+}
+
+// AppendUpload streams body into the upload and, on success, advances u to the new
+// acknowledged state. start is the offset the client says the chunk begins at (-1 when it
+// sent no Content-Range); a chunk that does not begin at u.Offset is refused with 416 and
+// the upload's Range. On failure (client gone, backend error) u is unchanged and still
+// valid: the backend discards the unacknowledged bytes when the client retries with it.
+func (r *Registry) AppendUpload(ctx context.Context, u *Upload, start int64, body io.Reader) error {
+	if start >= 0 && start != u.Offset {
+		return r.rangeError(u)
+	}
+	w, h, err := r.open(ctx, u)
+	if err != nil {
+		return err
+	}
+	if _, err := copyChunk(w, h, body); err != nil {
+		return err
+	}
+	state, err := w.State(ctx)
+	if err != nil {
+		return fmt.Errorf("save upload state: %w", err)
+	}
+	hs, err := marshalHash(h)
+	if err != nil {
+		return err
+	}
+	u.Offset, u.state, u.hash = w.Size(), state, hs
+	return nil
+}
+
+// copyChunk copies body into w and h with a bounded buffer.
+func copyChunk(w driver.Writer, h hash.Hash, body io.Reader) (int64, error) {
+	if body == nil {
+		return 0, nil
+	}
+	n, err := io.CopyBuffer(io.MultiWriter(w, h), body, make([]byte, 256<<10))
+	if err != nil {
+		return n, fmt.Errorf("write upload chunk: %w", err)
+	}
+	return n, nil
+}
+
+// FinishUpload appends the optional last chunk, verifies the content against want, and
+// makes the blob part of the repository: the driver session is committed, the bytes are
+// moved to their content address with a server-side copy (skipped when the blob already
+// exists), the repository link is written and the upload's objects are removed. A digest
+// mismatch discards the upload (400 DIGEST_INVALID); nothing becomes visible before the
+// digest is verified.
+func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, body io.Reader, want digest.Digest) (BlobInfo, error) {
+	if start >= 0 && start != u.Offset {
+		return BlobInfo{}, r.rangeError(u)
+	}
+	w, h, err := r.open(ctx, u)
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	return r.finish(ctx, u, w, h, body, want)
+}
+
+// PutBlob stores a whole blob sent in one request (monolithic upload).
+func (r *Registry) PutBlob(ctx context.Context, repo string, body io.Reader, want digest.Digest) (BlobInfo, error) {
+	u := &Upload{Repo: repo, ID: newUploadID(), Started: time.Now()}
+	w, err := r.d.Writer(ctx, uploadDataPath(repo, u.ID), nil)
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("start upload writer: %w", err)
+	}
+	b, err := r.finish(ctx, u, w, sha256.New(), body, want)
+	if err != nil {
+		_ = w.Abort(ctx) // no token was handed out: nobody can resume this session
+		r.cleanupUpload(ctx, u)
+	}
+	return b, err
+}
+
+func (r *Registry) finish(ctx context.Context, u *Upload, w driver.Writer, h hash.Hash, body io.Reader, want digest.Digest) (BlobInfo, error) {
+	if _, err := copyChunk(w, h, body); err != nil {
+		// Keep the session: the client may retry the PUT with the same token.
+		return BlobInfo{}, err
+	}
+	size := w.Size()
+	// Step 1, validate: sha256 is known from the streamed hash; other algorithms are
+	// checked after commit by reading the uploaded bytes back.
+	if want.Algorithm() == digest.SHA256 {
+		if got := digest.NewDigest(digest.SHA256, h); got != want {
+			_ = w.Abort(ctx)
+			r.cleanupUpload(ctx, u)
+			return BlobInfo{}, regerr.DigestInvalid.WithDetail(map[string]string{"digest": want.String(), "computed": got.String()})
+		}
+	}
+	// Step 2, commit the backend session at the upload path.
+	if err := w.Commit(ctx); err != nil {
+		return BlobInfo{}, fmt.Errorf("commit upload: %w", err)
+	}
+	if want.Algorithm() != digest.SHA256 {
+		got, err := r.hashObject(ctx, uploadDataPath(u.Repo, u.ID), want.Algorithm())
+		if err != nil {
+			r.cleanupUpload(ctx, u)
+			return BlobInfo{}, err
+		}
+		if got != want {
+			r.cleanupUpload(ctx, u)
+			return BlobInfo{}, regerr.DigestInvalid.WithDetail(map[string]string{"digest": want.String(), "computed": got.String()})
+		}
+	}
+	// Step 3, move to the content address unless an identical blob is already there.
+	if err := r.moveToContentAddress(ctx, u, want, size); err != nil {
+		return BlobInfo{}, err
+	}
+	// Step 4, link into the repository.
+	if err := r.putLink(ctx, layerLinkPath(u.Repo, want), want); err != nil {
+		return BlobInfo{}, fmt.Errorf("link blob: %w", err)
+	}
+	// Step 5, remove the upload's objects (best effort: leftovers are harmless).
+	r.cleanupUpload(ctx, u)
+	return BlobInfo{Digest: want, Size: size}, nil
+}
+
+func (r *Registry) moveToContentAddress(ctx context.Context, u *Upload, d digest.Digest, size int64) error {
+	fi, err := r.d.Stat(ctx, blobDataPath(d))
+	if err == nil && fi.Size == size {
+		return nil
+	}
+	if err != nil && !errors.Is(err, driver.ErrNotFound) {
+		return fmt.Errorf("stat blob: %w", err)
+	}
+	if err := r.d.Copy(ctx, uploadDataPath(u.Repo, u.ID), blobDataPath(d)); err != nil {
+		return fmt.Errorf("move upload to content address: %w", err)
+	}
+	return nil
+}
+
+func (r *Registry) hashObject(ctx context.Context, p string, alg digest.Algorithm) (digest.Digest, error) {
+	rc, err := r.d.Reader(ctx, p, 0, -1)
+	if err != nil {
+		return "", fmt.Errorf("read back upload: %w", err)
+	}
+	defer rc.Close()
+	v := alg.Digester()
+	if _, err := io.CopyBuffer(v.Hash(), rc, make([]byte, 256<<10)); err != nil {
+		return "", fmt.Errorf("read back upload: %w", err)
+	}
+	return v.Digest(), nil
+}
+
+// cleanupUpload removes an upload's objects, logging (not returning) failures.
+func (r *Registry) cleanupUpload(ctx context.Context, u *Upload) {
+	err := r.d.Delete(context.WithoutCancel(ctx), uploadDir(u.Repo, u.ID))
+	if err != nil && !errors.Is(err, driver.ErrNotFound) {
+		r.opts.Logger.WarnContext(ctx, "upload clean-up failed", "repository", u.Repo, "upload_id", u.ID, "error", err)
+	}
+}
+
+// UploadStatus checks that the upload still exists and returns it unchanged.
+func (r *Registry) UploadStatus(ctx context.Context, u *Upload) error {
+	if _, err := r.d.Stat(ctx, uploadStartedPath(u.Repo, u.ID)); err != nil {
+		return notFound(err, regerr.BlobUploadUnknown, map[string]string{"upload": u.ID}, "stat upload")
+	}
+	return nil
+}
+
+// CancelUpload aborts the upload and removes its objects; afterwards every request with
+// its token answers BLOB_UPLOAD_UNKNOWN.
+func (r *Registry) CancelUpload(ctx context.Context, u *Upload) error {
+	if err := r.UploadStatus(ctx, u); err != nil {
+		return err
+	}
+	// Remove the marker first: from here on the upload is unknown to every replica.
+	if err := r.d.Delete(ctx, uploadStartedPath(u.Repo, u.ID)); err != nil && !errors.Is(err, driver.ErrNotFound) {
+		return fmt.Errorf("cancel upload: %w", err)
+	}
+	if w, err := r.d.Writer(ctx, uploadDataPath(u.Repo, u.ID), u.state); err == nil {
+		if err := w.Abort(ctx); err != nil {
+			r.opts.Logger.WarnContext(ctx, "upload abort failed", "repository", u.Repo, "upload_id", u.ID, "error", err)
+		}
+	}
+	r.cleanupUpload(ctx, u)
+	return nil
+}
