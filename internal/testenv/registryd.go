@@ -27,17 +27,21 @@ func repoRoot() string {
 func RegistrydBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "registryd-bin-")
-		if err != nil {
-			buildErr = err
+		// One fixed path per machine, replaced atomically: concurrent test binaries may
+		// build at once, and running processes keep their inode.
+		dir := filepath.Join(os.TempDir(), "registryd-test-bin")
+		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
 			return
 		}
 		buildPath = filepath.Join(dir, "registryd")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/registryd")
+		tmp := fmt.Sprintf("%s.%d", buildPath, os.Getpid())
+		cmd := exec.Command("go", "build", "-o", tmp, "./cmd/registryd")
 		cmd.Dir = repoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
 		}
+		buildErr = os.Rename(tmp, buildPath)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
