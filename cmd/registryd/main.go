@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/registryd/registryd/config"
+	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/handlers"
 	"github.com/registryd/registryd/storage"
 )
@@ -98,6 +99,8 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	rp := cfg.Storage.Retry
+	d = driver.WithRetry(d, driver.RetryPolicy{MaxAttempts: rp.MaxAttempts, BaseDelay: rp.BaseDelay, MaxDelay: rp.MaxDelay})
 	secret := []byte(cfg.HTTP.Secret)
 	if len(secret) == 0 {
 		secret = make([]byte, 32)

@@ -1,0 +1,402 @@
+// Package fault is a driver.Driver wrapper for tests that injects the failures real backends
+// produce and emulators cannot: any method failing with any error class of the driver
+// contract (throttled, unavailable, permission, misconfigured, a context deadline), on the
+// n-th call, for a number of calls or always, optionally only for some paths; and read
+// streams that break after a number of bytes.
+//
+// Injected errors are wrapped the way a real driver wraps a classified SDK error
+// (a *driver.PathError naming the operation and path, wrapping the class), so callers see
+// exactly what they would see in production. An injected call never reaches the inner
+// driver: the backend is unchanged by it.
+//
+// Who may import it: tests only.
+package fault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/registryd/registryd/driver"
+)
+
+// Method names a rule can match: the Driver methods and the Writer operations.
+const (
+	Stat   = "Stat"
+	Reader = "Reader"
+	Put    = "Put"
+	Delete = "Delete"
+	List   = "List"
+	Copy   = "Copy"
+	Writer = "Writer"
+	URL    = "URL"
+	Write  = "Write"
+	State  = "State"
+	Commit = "Commit"
+	Abort  = "Abort"
+)
+
+// Methods lists every method name a rule can match.
+var Methods = []string{Stat, Reader, Put, Delete, List, Copy, Writer, URL, Write, State, Commit, Abort}
+
+// Marker is part of every injected error's message, so tests can check it never reaches a
+// client.
+const Marker = "fault-injected"
+
+// Rule describes which calls fail and how. A call matches a rule when its method is one of
+// Methods (empty: every method) and its path matches every path condition that is set.
+// Among the matching calls, the rule fires on the Nth (when Nth > 0), otherwise on those
+// after the first After, at most Times of them (Times == 0: all).
+type Rule struct {
+	// Methods restricts the rule to these method names (see the constants); empty means all.
+	Methods []string
+	// Glob, when set, must match the path with path.Match ("docker/registry/v2/blobs/*/*/*/data").
+	Glob string
+	// Contains, when set, must be a substring of the path.
+	Contains string
+	// Regexp, when set, must match the path.
+	Regexp *regexp.Regexp
+
+	// Nth > 0 makes the rule fire on the Nth matching call only (1-based).
+	Nth int
+	// After lets the first After matching calls pass (ignored when Nth > 0).
+	After int
+	// Times bounds how many matching calls the rule fires on (0: unbounded; ignored when
+	// Nth > 0).
+	Times int
+
+	// Err is the error class to inject: driver.ErrThrottled, driver.ErrUnavailable,
+	// driver.ErrPermission, driver.ErrMisconfigured, driver.ErrNotFound,
+	// context.DeadlineExceeded, ... It is wrapped with the operation and path. Required
+	// unless BreakStream is set.
+	Err error
+
+	// BreakStream, on a Reader rule, lets the Reader call succeed and makes the returned
+	// stream deliver BreakAfter bytes and then fail with Err (io.ErrUnexpectedEOF when Err
+	// is nil).
+	BreakStream bool
+	// BreakAfter is the number of bytes a broken stream delivers before it fails.
+	BreakAfter int64
+}
+
+// Driver wraps a driver.Driver and injects the failures of its rules. It is safe for
+// concurrent use; rules can be added and removed while calls are in flight.
+type Driver struct {
+	inner driver.Driver
+
+	mu       sync.Mutex
+	rules    []*rule
+	next     int
+	calls    map[string]int
+	injected int
+}
+
+type rule struct {
+	id   int
+	r    Rule
+	seen int // matching calls so far
+	hits int // times fired
+}
+
+var _ driver.Driver = (*Driver)(nil)
+
+// New returns a Driver over inner with no rules: every call passes through.
+func New(inner driver.Driver) *Driver {
+	return &Driver{inner: inner, calls: map[string]int{}}
+}
+
+// Inner returns the wrapped driver, to inspect or alter the backend behind the faults.
+func (d *Driver) Inner() driver.Driver { return d.inner }
+
+// Add installs r and returns its id (for Remove). Rules are consulted in the order added;
+// every matching rule counts the call, the first that fires decides the failure.
+func (d *Driver) Add(r Rule) int {
+	if r.Err == nil && !r.BreakStream {
+		panic("fault: Rule needs Err or BreakStream")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.next++
+	d.rules = append(d.rules, &rule{id: d.next, r: r})
+	return d.next
+}
+
+// Fail is Add(Rule{Err: err, Methods: methods}): every call of the methods (all when none
+// are given) fails with err until the rule is removed.
+func (d *Driver) Fail(err error, methods ...string) int {
+	return d.Add(Rule{Err: err, Methods: methods})
+}
+
+// Remove uninstalls the rule with id.
+func (d *Driver) Remove(id int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, r := range d.rules {
+		if r.id == id {
+			d.rules = append(d.rules[:i:i], d.rules[i+1:]...)
+			return
+		}
+	}
+}
+
+// Clear removes every rule.
+func (d *Driver) Clear() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rules = nil
+}
+
+// Calls returns how many calls of method were made (injected or passed through) since New
+// or ResetCounts.
+func (d *Driver) Calls(method string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.calls[method]
+}
+
+// Injected returns how many faults were injected since New or ResetCounts.
+func (d *Driver) Injected() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.injected
+}
+
+// ResetCounts zeroes Calls and Injected (the rules keep their own counts).
+func (d *Driver) ResetCounts() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls = map[string]int{}
+	d.injected = 0
+}
+
+func (r *rule) matches(method, p string) bool {
+	if r.r.BreakStream && method != Reader {
+		return false
+	}
+	if len(r.r.Methods) > 0 {
+		ok := false
+		for _, m := range r.r.Methods {
+			ok = ok || m == method
+		}
+		if !ok {
+			return false
+		}
+	}
+	if r.r.Glob != "" {
+		if ok, _ := path.Match(r.r.Glob, p); !ok {
+			return false
+		}
+	}
+	if r.r.Contains != "" && !strings.Contains(p, r.r.Contains) {
+		return false
+	}
+	if r.r.Regexp != nil && !r.r.Regexp.MatchString(p) {
+		return false
+	}
+	return true
+}
+
+// fires counts a matching call and reports whether the rule fires on it.
+func (r *rule) fires() bool {
+	r.seen++
+	switch {
+	case r.r.Nth > 0:
+		return r.seen == r.r.Nth
+	case r.seen <= r.r.After:
+		return false
+	case r.r.Times > 0 && r.hits >= r.r.Times:
+		return false
+	}
+	return true
+}
+
+// decide records a call and returns the rule that fires on it, if any.
+func (d *Driver) decide(method, p string) *Rule {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls[method]++
+	var fired *Rule
+	for _, r := range d.rules {
+		if !r.matches(method, p) || !r.fires() {
+			continue
+		}
+		if fired == nil {
+			r.hits++
+			rr := r.r
+			fired = &rr
+		}
+	}
+	if fired != nil {
+		d.injected++
+	}
+	return fired
+}
+
+// check returns the rule that fires on a call (nil: pass it through) and the error to
+// inject; a BreakStream rule (Reader only) injects no error here.
+func (d *Driver) check(method, p string) (*Rule, error) {
+	r := d.decide(method, p)
+	if r == nil {
+		return nil, nil
+	}
+	if r.BreakStream {
+		return r, nil
+	}
+	return r, injected(method, p, r.Err)
+}
+
+// injected wraps class like a driver's classify does: the operation and path, the class,
+// and a description of the (simulated) backend failure.
+func injected(method, p string, class error) error {
+	op := strings.ToLower(method)
+	if errors.Is(class, context.Canceled) || errors.Is(class, context.DeadlineExceeded) {
+		return &driver.PathError{Op: op, Path: p, Err: class}
+	}
+	return &driver.PathError{Op: op, Path: p, Err: fmt.Errorf("%w: %s: simulated backend failure", class, Marker)}
+}
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return d.inner.Name() }
+
+// Stat implements driver.Driver.
+func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
+	if _, err := d.check(Stat, p); err != nil {
+		return driver.Info{}, err
+	}
+	return d.inner.Stat(ctx, p)
+}
+
+// Reader implements driver.Driver.
+func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
+	r, err := d.check(Reader, p)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := d.inner.Reader(ctx, p, offset, length)
+	if err != nil || r == nil {
+		return rc, err
+	}
+	cause := r.Err
+	if cause == nil {
+		cause = io.ErrUnexpectedEOF
+	} else {
+		cause = injected("read", p, cause)
+	}
+	return &brokenReader{rc: rc, left: r.BreakAfter, err: cause}, nil
+}
+
+// brokenReader delivers left bytes of rc, then fails with err.
+type brokenReader struct {
+	rc   io.ReadCloser
+	left int64
+	err  error
+}
+
+func (b *brokenReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, b.err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *brokenReader) Close() error { return b.rc.Close() }
+
+// Put implements driver.Driver.
+func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
+	if _, err := d.check(Put, p); err != nil {
+		return err
+	}
+	return d.inner.Put(ctx, p, r, size)
+}
+
+// Delete implements driver.Driver.
+func (d *Driver) Delete(ctx context.Context, p string) error {
+	if _, err := d.check(Delete, p); err != nil {
+		return err
+	}
+	return d.inner.Delete(ctx, p)
+}
+
+// List implements driver.Driver. Rules match the listed directory.
+func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driver.Info, error) {
+	if _, err := d.check(List, dir); err != nil {
+		return nil, err
+	}
+	return d.inner.List(ctx, dir, after, limit)
+}
+
+// Copy implements driver.Driver. Rules match the destination path.
+func (d *Driver) Copy(ctx context.Context, src, dst string) error {
+	if _, err := d.check(Copy, dst); err != nil {
+		return err
+	}
+	return d.inner.Copy(ctx, src, dst)
+}
+
+// URL implements driver.Driver.
+func (d *Driver) URL(ctx context.Context, p string, expiry time.Duration) (string, error) {
+	if _, err := d.check(URL, p); err != nil {
+		return "", err
+	}
+	return d.inner.URL(ctx, p, expiry)
+}
+
+// Writer implements driver.Driver. The writer it returns consults the rules on Write,
+// State, Commit and Abort with the writer's path.
+func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
+	if _, err := d.check(Writer, p); err != nil {
+		return nil, err
+	}
+	w, err := d.inner.Writer(ctx, p, resume)
+	if err != nil {
+		return nil, err
+	}
+	return &faultWriter{d: d, w: w, path: p}, nil
+}
+
+type faultWriter struct {
+	d    *Driver
+	w    driver.Writer
+	path string
+}
+
+func (w *faultWriter) Write(b []byte) (int, error) {
+	if _, err := w.d.check(Write, w.path); err != nil {
+		return 0, err
+	}
+	return w.w.Write(b)
+}
+
+func (w *faultWriter) Size() int64 { return w.w.Size() }
+
+func (w *faultWriter) State(ctx context.Context) ([]byte, error) {
+	if _, err := w.d.check(State, w.path); err != nil {
+		return nil, err
+	}
+	return w.w.State(ctx)
+}
+
+func (w *faultWriter) Commit(ctx context.Context) error {
+	if _, err := w.d.check(Commit, w.path); err != nil {
+		return err
+	}
+	return w.w.Commit(ctx)
+}
+
+func (w *faultWriter) Abort(ctx context.Context) error {
+	if _, err := w.d.check(Abort, w.path); err != nil {
+		return err
+	}
+	return w.w.Abort(ctx)
+}

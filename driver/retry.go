@@ -1,0 +1,194 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"time"
+)
+
+// RetryPolicy bounds the retries of WithRetry.
+type RetryPolicy struct {
+	// MaxAttempts is the total number of attempts of a call, the first included; values
+	// below 2 disable retries.
+	MaxAttempts int
+	// BaseDelay is the backoff cap before the first retry; it doubles for each further
+	// retry. The actual sleep is drawn uniformly from [0, cap) ("full jitter"). Zero
+	// retries without sleeping.
+	BaseDelay time.Duration
+	// MaxDelay caps a single backoff (zero: no cap beyond the doubling of BaseDelay).
+	MaxDelay time.Duration
+}
+
+// Backoff returns the jittered sleep before retry number retry (1 for the first retry):
+// uniform in [0, min(BaseDelay·2^(retry-1), MaxDelay)), drawn from rnd.
+func (p RetryPolicy) Backoff(retry int, rnd *rand.Rand) time.Duration {
+	ceiling := p.BaseDelay
+	for i := 1; i < retry && ceiling > 0; i++ {
+		if p.MaxDelay > 0 && ceiling >= p.MaxDelay {
+			break
+		}
+		if ceiling > (1<<62)/2 { // doubling would overflow
+			break
+		}
+		ceiling *= 2
+	}
+	if p.MaxDelay > 0 && ceiling > p.MaxDelay {
+		ceiling = p.MaxDelay
+	}
+	if ceiling <= 0 {
+		return 0
+	}
+	return time.Duration(rnd.Int64N(int64(ceiling)))
+}
+
+// Retryable reports whether err is a transient backend failure worth retrying: it wraps
+// ErrThrottled or ErrUnavailable and none of the definite answers (ErrNotFound,
+// ErrPermission, ErrMisconfigured, ErrPreconditionFailed, ErrInvalidPath, ErrUnsupported)
+// nor a context error.
+func Retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, final := range []error{ErrNotFound, ErrPermission, ErrMisconfigured, ErrPreconditionFailed,
+		ErrInvalidPath, ErrUnsupported, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, final) {
+			return false
+		}
+	}
+	return errors.Is(err, ErrThrottled) || errors.Is(err, ErrUnavailable)
+}
+
+// WithRetry returns a Driver that retries d's idempotent calls when they fail with
+// ErrThrottled or ErrUnavailable (see Retryable), up to p.MaxAttempts attempts with
+// exponential backoff and full jitter, honouring ctx: when ctx ends during a backoff the
+// call returns at once with an error wrapping ctx.Err().
+//
+// Retried: Stat, Reader (opening the stream; a stream that fails mid-body is the caller's
+// to resume with a ranged read), List, Copy, URL, Put when its reader is an io.Seeker (it is
+// rewound to where it started; any other reader is tried once), and Delete, where
+// ErrNotFound on a retry after a failed attempt counts as success (the failed attempt may
+// have deleted the object). Writer and its operations are passed through: a write
+// session's bytes cannot be replayed here. With p.MaxAttempts < 2, d itself is returned.
+func WithRetry(d Driver, p RetryPolicy) Driver {
+	if p.MaxAttempts < 2 {
+		return d
+	}
+	return &retryDriver{Driver: d, p: p}
+}
+
+type retryDriver struct {
+	Driver // Name and Writer pass through
+	p      RetryPolicy
+}
+
+// do runs op until it succeeds, fails with a non-retryable error, runs out of attempts or
+// ctx ends. The jitter source is created on the first retry and belongs to this call.
+func (r *retryDriver) do(ctx context.Context, name, path string, op func(attempt int) error) error {
+	var rnd *rand.Rand
+	for attempt := 1; ; attempt++ {
+		err := op(attempt)
+		if err == nil || !Retryable(err) || attempt >= r.p.MaxAttempts {
+			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return &PathError{Op: name, Path: path, Err: fmt.Errorf("%w (after %d attempts, last: %v)", cerr, attempt, err)}
+		}
+		if rnd == nil {
+			rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		}
+		if wait := r.p.Backoff(attempt, rnd); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return &PathError{Op: name, Path: path, Err: fmt.Errorf("%w (after %d attempts, last: %v)", ctx.Err(), attempt, err)}
+			case <-t.C:
+			}
+		}
+	}
+}
+
+func (r *retryDriver) Stat(ctx context.Context, path string) (Info, error) {
+	var fi Info
+	err := r.do(ctx, "stat", path, func(int) error {
+		var err error
+		fi, err = r.Driver.Stat(ctx, path)
+		return err
+	})
+	return fi, err
+}
+
+func (r *retryDriver) Reader(ctx context.Context, path string, offset, length int64) (io.ReadCloser, error) {
+	var rc io.ReadCloser
+	err := r.do(ctx, "reader", path, func(int) error {
+		var err error
+		rc, err = r.Driver.Reader(ctx, path, offset, length)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rc, nil
+}
+
+func (r *retryDriver) Put(ctx context.Context, path string, body io.Reader, size int64) error {
+	s, ok := body.(io.Seeker)
+	if !ok {
+		return r.Driver.Put(ctx, path, body, size)
+	}
+	start, err := s.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return r.Driver.Put(ctx, path, body, size)
+	}
+	var rewindErr error
+	err = r.do(ctx, "put", path, func(attempt int) error {
+		if attempt > 1 {
+			if _, err := s.Seek(start, io.SeekStart); err != nil {
+				rewindErr = err
+				return nil // stop retrying; reported below
+			}
+		}
+		return r.Driver.Put(ctx, path, body, size)
+	})
+	if rewindErr != nil {
+		return &PathError{Op: "put", Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %v", ErrUnavailable, rewindErr)}
+	}
+	return err
+}
+
+func (r *retryDriver) Delete(ctx context.Context, path string) error {
+	return r.do(ctx, "delete", path, func(attempt int) error {
+		err := r.Driver.Delete(ctx, path)
+		if attempt > 1 && errors.Is(err, ErrNotFound) {
+			return nil // an earlier attempt that failed may have deleted it
+		}
+		return err
+	})
+}
+
+func (r *retryDriver) List(ctx context.Context, dir, after string, limit int) ([]Info, error) {
+	var l []Info
+	err := r.do(ctx, "list", dir, func(int) error {
+		var err error
+		l, err = r.Driver.List(ctx, dir, after, limit)
+		return err
+	})
+	return l, err
+}
+
+func (r *retryDriver) Copy(ctx context.Context, src, dst string) error {
+	return r.do(ctx, "copy", dst, func(int) error { return r.Driver.Copy(ctx, src, dst) })
+}
+
+func (r *retryDriver) URL(ctx context.Context, path string, expiry time.Duration) (string, error) {
+	var u string
+	err := r.do(ctx, "url", path, func(int) error {
+		var err error
+		u, err = r.Driver.URL(ctx, path, expiry)
+		return err
+	})
+	return u, err
+}
