@@ -144,10 +144,52 @@ func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, bod
 		return BlobInfo{}, r.rangeError(u)
 	}
 	w, h, err := r.open(ctx, u)
+	if regerr.Of(err, regerr.BlobUploadUnknown) {
+		if b, ok, ferr := r.finishCommitted(ctx, u, want); ferr != nil || ok {
+			return b, ferr
+		}
+	}
 	if err != nil {
 		return BlobInfo{}, err
 	}
 	return r.finish(ctx, u, w, h, body, want)
+}
+
+// finishCommitted completes an upload whose earlier PUT committed the backend session and
+// then failed (a backend fault while moving or linking the blob): the upload's marker is
+// still there, its session is not, and its bytes lie committed at the upload path. If they
+// hash to want, steps 3 to 5 of finish run again (they are idempotent), so the client's
+// retried PUT succeeds instead of finding its upload unknown. ok is false when there is no
+// such committed upload (the caller's BLOB_UPLOAD_UNKNOWN stands).
+func (r *Registry) finishCommitted(ctx context.Context, u *Upload, want digest.Digest) (b BlobInfo, ok bool, err error) {
+	if _, err := r.d.Stat(ctx, uploadStartedPath(u.Repo, u.ID)); err != nil {
+		if errors.Is(err, driver.ErrNotFound) {
+			return BlobInfo{}, false, nil
+		}
+		return BlobInfo{}, false, fmt.Errorf("stat upload: %w", err)
+	}
+	fi, err := r.d.Stat(ctx, uploadDataPath(u.Repo, u.ID))
+	if errors.Is(err, driver.ErrNotFound) {
+		return BlobInfo{}, false, nil
+	}
+	if err != nil {
+		return BlobInfo{}, false, fmt.Errorf("stat committed upload: %w", err)
+	}
+	got, err := r.hashObject(ctx, uploadDataPath(u.Repo, u.ID), want.Algorithm())
+	if err != nil {
+		return BlobInfo{}, false, err
+	}
+	if got != want {
+		return BlobInfo{}, false, nil
+	}
+	if err := r.moveToContentAddress(ctx, u, want, fi.Size); err != nil {
+		return BlobInfo{}, false, err
+	}
+	if err := r.putLink(ctx, layerLinkPath(u.Repo, want), want); err != nil {
+		return BlobInfo{}, false, fmt.Errorf("link blob: %w", err)
+	}
+	r.cleanupUpload(ctx, u)
+	return BlobInfo{Digest: want, Size: fi.Size}, true, nil
 }
 
 // PutBlob stores a whole blob sent in one request (monolithic upload).
