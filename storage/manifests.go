@@ -144,8 +144,9 @@ func foreign(d ocispec.Descriptor) bool {
 // PutManifest validates and stores a manifest under ref (a tag or its digest) and the
 // extra tags. Everything it references must already be in the repository (blobs:
 // MANIFEST_BLOB_UNKNOWN; index children: MANIFEST_UNKNOWN, both 400); the subject need not.
-// Write order makes a crash safe: bytes, then revision link, then referrer, then tags, so
-// no tag ever points at a missing manifest.
+// Write order makes a crash safe: bytes, then revision link, then referrer, then each tag's
+// current link and index, so no tag ever points at a missing manifest and no listed tag
+// fails to resolve.
 func (r *Registry) PutManifest(ctx context.Context, repo, ref string, body []byte, contentType string, tags []string) (*Manifest, error) {
 	m, mt, err := parseManifest(body, contentType)
 	if err != nil {
@@ -183,11 +184,13 @@ func (r *Registry) PutManifest(ctx context.Context, repo, ref string, body []byt
 		}
 	}
 	for _, tag := range tags {
-		if err := r.putLink(ctx, tagIndexLinkPath(repo, tag, dg), dg); err != nil {
-			return nil, fmt.Errorf("tag index: %w", err)
-		}
+		// The current link first: the index link alone would make the tag appear in
+		// listings (they list tag directories) without resolving.
 		if err := r.putLink(ctx, tagCurrentPath(repo, tag), dg); err != nil {
 			return nil, fmt.Errorf("tag: %w", err)
+		}
+		if err := r.putLink(ctx, tagIndexLinkPath(repo, tag, dg), dg); err != nil {
+			return nil, fmt.Errorf("tag index: %w", err)
 		}
 	}
 	return out, nil
