@@ -1,0 +1,335 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/registryd/registryd/internal/testenv"
+)
+
+const (
+	minioUser = "benchadmin"
+	minioPass = "benchadmin-secret"
+	partSize  = 16 << 20
+	partConc  = 4
+)
+
+// target is something that stores blobs: registryd, Distribution, or S3 directly.
+type target interface {
+	name() string
+	push(ctx context.Context, key string, seed uint64, size int64, dgst string) error
+	pull(ctx context.Context, key string, dgst string, size int64) error
+	pid() int // 0 when there is no server process
+}
+
+type direct struct {
+	c      *s3.Client
+	bucket string
+}
+
+func (d *direct) name() string { return "aws-sdk-go-v2 direct" }
+func (d *direct) pid() int     { return 0 }
+
+func (d *direct) push(ctx context.Context, key string, seed uint64, size int64, _ string) error {
+	up := manager.NewUploader(d.c, func(u *manager.Uploader) { u.PartSize, u.Concurrency = partSize, partConc })
+	_, err := up.Upload(ctx, &s3.PutObjectInput{Bucket: &d.bucket, Key: &key, Body: newStream(seed, size)})
+	return err
+}
+
+func (d *direct) pull(ctx context.Context, key, _ string, size int64) error {
+	out, err := d.c.GetObject(ctx, &s3.GetObjectInput{Bucket: &d.bucket, Key: &key})
+	if err != nil {
+		return err
+	}
+	defer out.Body.Close()
+	n, err := io.CopyBuffer(io.Discard, out.Body, make([]byte, 256<<10))
+	if err == nil && n != size {
+		err = fmt.Errorf("got %d bytes, want %d", n, size)
+	}
+	return err
+}
+
+// registry pushes with POST + one streamed PATCH + PUT and pulls with GET, as clients do.
+type registry struct {
+	label string
+	url   string
+	proc  *testenv.Process
+}
+
+func (r *registry) name() string { return r.label }
+func (r *registry) pid() int     { return r.proc.Cmd.Process.Pid }
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+
+func (r *registry) push(ctx context.Context, key string, seed uint64, size int64, dgst string) error {
+	repo := "bench/" + key
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.url+"/v2/"+repo+"/blobs/uploads/", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		return fmt.Errorf("POST: %d", resp.StatusCode)
+	}
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "http") {
+		loc = r.url + loc
+	}
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPatch, loc, newStream(seed, size))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err = client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		return fmt.Errorf("PATCH: %d", resp.StatusCode)
+	}
+	loc = resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "http") {
+		loc = r.url + loc
+	}
+	sep := "&"
+	if !strings.Contains(loc, "?") {
+		sep = "?"
+	}
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPut, loc+sep+"digest="+dgst, nil)
+	resp, err = client.Do(req)
+	if err != nil {
+		return err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		return fmt.Errorf("PUT: %d %s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+func (r *registry) pull(ctx context.Context, key, dgst string, size int64) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"/v2/bench/"+key+"/blobs/"+dgst, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET: %d", resp.StatusCode)
+	}
+	n, err := io.CopyBuffer(io.Discard, resp.Body, make([]byte, 256<<10))
+	if err == nil && n != size {
+		err = fmt.Errorf("got %d bytes, want %d", n, size)
+	}
+	return err
+}
+
+// peakRSS returns the process's peak resident set (VmHWM) in MiB and resets the peak.
+func peakRSS(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	var kb float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ = strconv.ParseFloat(f[1], 64)
+		}
+	}
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+	return kb / 1024
+}
+
+type result struct {
+	secs float64
+	mibs float64
+	rss  float64
+}
+
+// run runs n concurrent transfers of size bytes through t and reports aggregate MiB/s and
+// the server's peak RSS during the run.
+func run(ctx context.Context, tg target, op string, keyPrefix string, n int, size int64, seeds []uint64, dgsts []string) (result, error) {
+	peakRSS(tg.pid())
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprintf("%s%d", keyPrefix, i)
+			if op == "push" {
+				errs[i] = tg.push(ctx, key, seeds[i], size, dgsts[i])
+			} else {
+				errs[i] = tg.pull(ctx, key, dgsts[i], size)
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	if err := errors.Join(errs...); err != nil {
+		return result{}, fmt.Errorf("%s %s: %w", tg.name(), op, err)
+	}
+	return result{secs: el, mibs: float64(int64(n)*size) / (1 << 20) / el, rss: peakRSS(tg.pid())}, nil
+}
+
+func startMinIO(t *testing.T) (endpoint string, c *s3.Client) {
+	port, console := testenv.FreePort(t), testenv.FreePort(t)
+	addr := testenv.Addr(port)
+	testenv.Start(t, testenv.Spec{
+		Name: "minio", Path: testenv.Tool(t, "minio"),
+		Args: []string{"server", t.TempDir(), "--address", addr, "--console-address", testenv.Addr(console), "--quiet"},
+		Env:  []string{"MINIO_ROOT_USER=" + minioUser, "MINIO_ROOT_PASSWORD=" + minioPass},
+		Addr: addr, Ready: testenv.HTTPReady("http://" + addr + "/minio/health/live"), ReadyTimeout: 2 * time.Minute,
+	})
+	endpoint = "http://" + addr
+	c = s3.New(s3.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(minioUser, minioPass, ""),
+	})
+	return endpoint, c
+}
+
+func createBucket(t *testing.T, c *s3.Client, name string) {
+	var err error
+	for range 50 {
+		if _, err = c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: &name}); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("create bucket %s: %v", name, err)
+}
+
+// TestBenchS3 compares registryd and CNCF Distribution, both on the same MinIO, with direct
+// aws-sdk-go-v2 transfers. Run: REGISTRYD_BENCH=1 go test ./bench -run TestBenchS3 -v -timeout 60m
+func TestBenchS3(t *testing.T) {
+	if os.Getenv("REGISTRYD_BENCH") == "" {
+		t.Skip("benchmark: set REGISTRYD_BENCH=1 (see bench/README.md)")
+	}
+	ctx := context.Background()
+	endpoint, c := startMinIO(t)
+	for _, b := range []string{"direct", "registryd", "distribution"} {
+		createBucket(t, c, b)
+	}
+	s3cfg := func(bucket string) string {
+		return fmt.Sprintf("  s3:\n    bucket: %s\n    region: us-east-1\n    regionendpoint: %s\n    forcepathstyle: true\n"+
+			"    accesskey: %s\n    secretkey: %s\n    chunksize: %d\n", bucket, endpoint, minioUser, minioPass, partSize)
+	}
+	reg := testenv.StartRegistryd(t, "version: 0.1\nlog: {level: warn}\nhttp: {secret: bench-secret-0123456789}\nstorage:\n"+
+		s3cfg("registryd")+"  redirect: {disable: true}\n")
+	targets := []target{&direct{c: c, bucket: "direct"}, &registry{label: "registryd", url: reg.URL, proc: reg.Process}}
+	if os.Getenv("REGISTRYD_BENCH_NO_DISTRIBUTION") == "" {
+		targets = append(targets, startDistribution(t, s3cfg("distribution")))
+	}
+
+	type scenario struct {
+		name    string
+		clients int
+		size    int64
+	}
+	scenarios := []scenario{{"1 client × 1 GiB", 1, 1 << 30}, {"16 clients × 32 MiB", 16, 32 << 20}}
+	if s := os.Getenv("REGISTRYD_BENCH_SCALE"); s == "small" {
+		scenarios = []scenario{{"1 client × 128 MiB", 1, 128 << 20}, {"16 clients × 8 MiB", 16, 8 << 20}}
+	}
+	var table bytes.Buffer
+	fmt.Fprintf(&table, "| scenario | target | push MiB/s | push vs direct | pull MiB/s | pull vs direct | server peak RSS push / pull (MiB) |\n|---|---|---|---|---|---|---|\n")
+	for si, sc := range scenarios {
+		seeds := make([]uint64, sc.clients)
+		dgsts := make([]string, sc.clients)
+		for i := range seeds {
+			seeds[i] = uint64(si*1000 + i + 1)
+			dgsts[i] = digestOf(seeds[i], sc.size)
+		}
+		var base [2]float64
+		for ti, tg := range targets {
+			key := fmt.Sprintf("s%d-", si)
+			pu, err := run(ctx, tg, "push", key, sc.clients, sc.size, seeds, dgsts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl, err := run(ctx, tg, "pull", key, sc.clients, sc.size, seeds, dgsts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ti == 0 {
+				base = [2]float64{pu.mibs, pl.mibs}
+			}
+			rss := "–"
+			if tg.pid() != 0 {
+				rss = fmt.Sprintf("%.0f / %.0f", pu.rss, pl.rss)
+			}
+			fmt.Fprintf(&table, "| %s | %s | %.0f | %.2f× | %.0f | %.2f× | %s |\n", sc.name, tg.name(),
+				pu.mibs, pu.mibs/base[0], pl.mibs, pl.mibs/base[1], rss)
+			t.Logf("%s %s: push %.0f MiB/s (rss %.0f), pull %.0f MiB/s (rss %.0f)", sc.name, tg.name(), pu.mibs, pu.rss, pl.mibs, pl.rss)
+		}
+	}
+	// Memory does not grow with blob size: registryd's peak RSS pushing 256 MiB vs 2 GiB.
+	var mem bytes.Buffer
+	fmt.Fprintf(&mem, "| blob size | registryd peak RSS during push (MiB) |\n|---|---|\n")
+	for _, size := range []int64{256 << 20, 2 << 30} {
+		if os.Getenv("REGISTRYD_BENCH_SCALE") == "small" {
+			size /= 8
+		}
+		seed := uint64(size)
+		d := digestOf(seed, size)
+		r, err := run(ctx, targets[1], "push", fmt.Sprintf("mem%d-", size), 1, size, []uint64{seed}, []string{d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&mem, "| %d MiB | %.0f |\n", size>>20, r.rss)
+	}
+	writeResults(t, "s3.md", "S3 (MinIO on loopback): registryd and CNCF Distribution v3.1.2 against direct aws-sdk-go-v2",
+		"REGISTRYD_BENCH=1 go test ./bench -run TestBenchS3 -v -timeout 60m", table.String()+"\n"+mem.String())
+}
+
+func writeResults(t *testing.T, file, title, command, body string) {
+	dir := filepath.Join("results")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	text := fmt.Sprintf("# %s\n\nCommand: `%s`\n\nMeasured %s on %s (2 cores), one run, all targets side by side on the same MinIO; "+
+		"ratios are against the direct SDK transfer of the same bytes (part size 16 MiB, 4 parts in flight).\n\n%s",
+		title, command, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, body)
+	if os.Getenv("REGISTRYD_BENCH_SCALE") == "small" {
+		file = "small-" + file
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", text)
+}
+
+// startDistribution starts CNCF Distribution on the given storage section, redirects off.
+func startDistribution(t *testing.T, storage string) target {
+	port := testenv.FreePort(t)
+	addr := testenv.Addr(port)
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	body := "version: 0.1\nlog: {level: error}\nstorage:\n" + storage + "  redirect: {disable: true}\nhttp:\n  addr: " + addr + "\n"
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := testenv.Start(t, testenv.Spec{Name: "distribution", Path: testenv.Tool(t, "registry"), Args: []string{"serve", cfg},
+		Addr: addr, Ready: testenv.HTTPReady("http://" + addr + "/v2/")})
+	return &registry{label: "CNCF Distribution v3.1.2", url: "http://" + addr, proc: p}
+}
