@@ -1,0 +1,560 @@
+// Package azure is the driver.Driver on Azure Blob Storage (block blobs), built on the
+// azblob SDK. It also runs against Azurite, the Azure Storage emulator.
+//
+// Objects are block blobs named <rootdirectory>/<path> in one container. Put and Writer
+// stage blocks and commit them with one Put Block List, which makes the blob visible
+// atomically; staged blocks are invisible to Stat, Reader and List until then. A Writer's
+// session lives entirely in the blob's uncommitted block list (see writer.go), so any
+// process sharing the account can resume it. Copy is a server-side Copy Blob; URL signs a
+// read-only SAS with the account key or, with Microsoft Entra credentials, with a user
+// delegation key.
+//
+// Who may import it: cmd/registryd and tests.
+package azure
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/registryd/registryd/config"
+	"github.com/registryd/registryd/driver"
+)
+
+const (
+	// defaultChunkSize is the block size when config.Azure.ChunkSize is 0.
+	defaultChunkSize = 16 << 20
+	// maxChunkSize is Azure's largest block (4000 MiB).
+	maxChunkSize = 4000 << 20
+	// defaultConcurrency is the number of blocks of one Writer in flight when
+	// config.Azure.MaxConcurrency is 0.
+	defaultConcurrency = 4
+	// defaultMemoryBudget caps the bytes of block buffers across all writers of a Driver.
+	defaultMemoryBudget = 512 << 20
+	// deleteConcurrency bounds the parallel blob deletes of a recursive Delete.
+	deleteConcurrency = 16
+)
+
+// Driver stores objects as block blobs in one Azure Storage container. It is safe for
+// concurrent use, and several processes may share the container.
+type Driver struct {
+	service       *service.Client
+	container     *container.Client
+	containerName string
+	// sharedKey signs SAS URLs; nil when a Microsoft Entra token credential is used.
+	sharedKey *service.SharedKeyCredential
+	// sasProtocol is https, or "https,http" when the service URL is plain http (Azurite).
+	sasProtocol sas.Protocol
+	// root is the configured root directory without slashes ("" for none).
+	root string
+
+	chunk       int64
+	concurrency int
+	// budget caps the bytes of block buffers held by all writers of this Driver.
+	budget     *semaphore.Weighted
+	budgetSize int64
+	// bufs recycles full-size block buffers.
+	bufs sync.Pool
+
+	// delegation caches a user delegation key for signing URLs with token credentials.
+	delegation struct {
+		mu      sync.Mutex
+		cred    *service.UserDelegationCredential
+		expires time.Time
+	}
+}
+
+var _ driver.Driver = (*Driver)(nil)
+
+// New returns a driver for cfg. It validates the configuration and builds the SDK client
+// but makes no network call: a missing container or bad credentials surface as
+// ErrMisconfigured or ErrPermission from the first operation, not here.
+//
+// cfg.AccountName and cfg.Container are required. With cfg.AccountKey the requests are
+// signed with the shared key; without it the default Azure credential chain is used
+// (environment, workload identity, managed identity, Azure CLI). The service URL is
+// cfg.ServiceURL (or its alias cfg.Endpoint), by default
+// https://<accountname>.blob.core.windows.net/. ChunkSize (default 16 MiB, at most
+// 4000 MiB) is the block size; MaxConcurrency (default 4) the number of blocks of one
+// writer uploaded in parallel. ctx is not retained.
+func New(ctx context.Context, cfg config.Azure) (*Driver, error) {
+	_ = ctx
+	return newDriver(cfg, options{
+		retry: policy.RetryOptions{
+			MaxRetries:    3,
+			RetryDelay:    200 * time.Millisecond,
+			MaxRetryDelay: 2 * time.Second,
+		},
+		memoryBudget: defaultMemoryBudget,
+	})
+}
+
+// options are the settings New fixes and tests vary.
+type options struct {
+	// retry bounds the SDK's retries of failed requests.
+	retry policy.RetryOptions
+	// memoryBudget caps the bytes of block buffers across all writers (at least one block).
+	memoryBudget int64
+}
+
+func newDriver(cfg config.Azure, o options) (*Driver, error) {
+	if cfg.AccountName == "" {
+		return nil, errors.New("azure: accountname is required")
+	}
+	if cfg.Container == "" {
+		return nil, errors.New("azure: container is required")
+	}
+	if cfg.ChunkSize < 0 || cfg.ChunkSize > maxChunkSize {
+		return nil, fmt.Errorf("azure: chunksize: must be between 1 and %d, got %d", int64(maxChunkSize), cfg.ChunkSize)
+	}
+	if cfg.MaxConcurrency < 0 {
+		return nil, fmt.Errorf("azure: maxconcurrency: must be positive, got %d", cfg.MaxConcurrency)
+	}
+	serviceURL := cfg.ServiceURL
+	if serviceURL == "" {
+		serviceURL = cfg.Endpoint
+	} else if cfg.Endpoint != "" && strings.TrimSuffix(cfg.Endpoint, "/") != strings.TrimSuffix(serviceURL, "/") {
+		return nil, errors.New("azure: serviceurl and endpoint are aliases and differ: set one")
+	}
+	if serviceURL == "" {
+		serviceURL = "https://" + cfg.AccountName + ".blob.core.windows.net/"
+	}
+	u, err := url.Parse(serviceURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
+		return nil, fmt.Errorf("azure: serviceurl: want an http(s) URL without query, got %q", serviceURL)
+	}
+	root := strings.Trim(cfg.RootDirectory, "/")
+	if root != "" {
+		if err := driver.CheckPath(root); err != nil {
+			return nil, fmt.Errorf("azure: rootdirectory %q: %w", cfg.RootDirectory, err)
+		}
+	}
+
+	d := &Driver{
+		containerName: cfg.Container,
+		sasProtocol:   sas.ProtocolHTTPS,
+		root:          root,
+		chunk:         cfg.ChunkSize,
+		concurrency:   cfg.MaxConcurrency,
+		budgetSize:    o.memoryBudget,
+	}
+	if u.Scheme == "http" {
+		d.sasProtocol = sas.ProtocolHTTPSandHTTP
+	}
+	if d.chunk == 0 {
+		d.chunk = defaultChunkSize
+	}
+	if d.concurrency == 0 {
+		d.concurrency = defaultConcurrency
+	}
+	d.budgetSize = max(d.budgetSize, d.chunk)
+	d.budget = semaphore.NewWeighted(d.budgetSize)
+
+	opts := &service.ClientOptions{ClientOptions: policy.ClientOptions{Retry: o.retry}}
+	if cfg.AccountKey != "" {
+		cred, err := service.NewSharedKeyCredential(cfg.AccountName, cfg.AccountKey)
+		if err != nil {
+			return nil, fmt.Errorf("azure: accountkey: %w", err)
+		}
+		d.sharedKey = cred
+		d.service, err = service.NewClientWithSharedKeyCredential(serviceURL, cred, opts)
+		if err != nil {
+			return nil, fmt.Errorf("azure: %w", err)
+		}
+	} else {
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("azure: default credential chain: %w", err)
+		}
+		d.service, err = service.NewClient(serviceURL, cred, opts)
+		if err != nil {
+			return nil, fmt.Errorf("azure: %w", err)
+		}
+	}
+	d.container = d.service.NewContainerClient(cfg.Container)
+	return d, nil
+}
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return "azure" }
+
+// key returns the blob name of a caller's path.
+func (d *Driver) key(p string) string {
+	if d.root == "" {
+		return p
+	}
+	return d.root + "/" + p
+}
+
+// dirPrefix returns the blob name prefix of the entries of directory dir ("" is the root).
+func (d *Driver) dirPrefix(dir string) string {
+	switch {
+	case dir == "" && d.root == "":
+		return ""
+	case dir == "":
+		return d.root + "/"
+	default:
+		return d.key(dir) + "/"
+	}
+}
+
+// pathOf returns the caller's path of a blob name (or prefix without its slash).
+func (d *Driver) pathOf(name string) string {
+	if d.root == "" {
+		return name
+	}
+	return strings.TrimPrefix(name, d.root+"/")
+}
+
+func (d *Driver) blockBlob(p string) *blockblob.Client {
+	return d.container.NewBlockBlobClient(d.key(p))
+}
+
+// fail wraps a classified error with the operation and path.
+func fail(op, p string, err error) error {
+	return &driver.PathError{Op: op, Path: p, Err: classify(err)}
+}
+
+// check validates p and returns ctx's error if it is already done.
+func check(ctx context.Context, op, p string) error {
+	if err := driver.CheckPath(p); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return &driver.PathError{Op: op, Path: p, Err: err}
+	}
+	return nil
+}
+
+// Stat implements driver.Driver.
+func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
+	if err := check(ctx, "stat", p); err != nil {
+		return driver.Info{}, err
+	}
+	props, err := d.blockBlob(p).GetProperties(ctx, nil)
+	if err != nil {
+		return driver.Info{}, fail("stat", p, err)
+	}
+	fi := driver.Info{Path: p}
+	if props.ContentLength != nil {
+		fi.Size = *props.ContentLength
+	}
+	if props.LastModified != nil {
+		fi.ModTime = *props.LastModified
+	}
+	return fi, nil
+}
+
+// Reader implements driver.Driver. The stream is one ranged GET; an error while reading
+// it is classified like any other (never a silent io.EOF).
+func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
+	if err := check(ctx, "reader", p); err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, &driver.PathError{Op: "reader", Path: p,
+			Err: fmt.Errorf("%w: negative offset %d", driver.ErrPreconditionFailed, offset)}
+	}
+	if length == 0 {
+		if _, err := d.Stat(ctx, p); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	rng := blob.HTTPRange{Offset: offset}
+	if length > 0 {
+		rng.Count = length
+	}
+	resp, err := d.blockBlob(p).DownloadStream(ctx, &blob.DownloadStreamOptions{Range: rng})
+	if err != nil {
+		c := classify(err)
+		if errors.Is(c, errInvalidRange) {
+			// Azure refuses a range starting at the end; the contract allows offset == size.
+			fi, serr := d.Stat(ctx, p)
+			if serr != nil {
+				return nil, serr
+			}
+			if offset >= fi.Size {
+				return io.NopCloser(bytes.NewReader(nil)), nil
+			}
+		}
+		return nil, &driver.PathError{Op: "reader", Path: p, Err: c}
+	}
+	return &bodyReader{body: resp.Body, path: p}, nil
+}
+
+// bodyReader classifies the errors of a download body.
+type bodyReader struct {
+	body io.ReadCloser
+	path string
+}
+
+func (r *bodyReader) Read(b []byte) (int, error) {
+	n, err := r.body.Read(b)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fail("read", r.path, err)
+	}
+	return n, err
+}
+
+func (r *bodyReader) Close() error { return r.body.Close() }
+
+// Put implements driver.Driver. An object that fits in one block is stored with a single
+// Put Blob; a larger one is staged in blocks and committed with Put Block List. Either way
+// readers see the old or the new content, never a mix.
+func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
+	if err := check(ctx, "put", p); err != nil {
+		return err
+	}
+	w := d.newWriter(ctx, p)
+	if size >= 0 {
+		// One byte more than announced, so the end of r is seen without growing the buffer.
+		w.hint = min(size+1, d.chunk)
+	}
+	var n int64
+	var err error
+	if size >= 0 {
+		n, err = w.ReadFrom(io.LimitReader(r, size+1))
+	} else {
+		n, err = w.ReadFrom(r)
+	}
+	if err == nil && size >= 0 && n != size {
+		err = &driver.PathError{Op: "put", Path: p,
+			Err: fmt.Errorf("%w: read %d bytes, want %d", driver.ErrPreconditionFailed, n, size)}
+	}
+	if err != nil {
+		_ = w.Abort(context.WithoutCancel(ctx))
+		var pe *driver.PathError
+		if errors.As(err, &pe) {
+			return err
+		}
+		// An error of r itself.
+		return &driver.PathError{Op: "put", Path: p, Err: classifyReadErr(err)}
+	}
+	return w.Commit(ctx)
+}
+
+// classifyReadErr keeps context errors of a caller's reader and reports anything else as
+// a failed precondition of the write (the body could not be read; nothing was stored).
+func classifyReadErr(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: read body: %w", driver.ErrPreconditionFailed, err)
+}
+
+// Delete implements driver.Driver: it deletes the blob at p (with its snapshots) or, if
+// there is none, every blob under p + "/".
+func (d *Driver) Delete(ctx context.Context, p string) error {
+	if err := check(ctx, "delete", p); err != nil {
+		return err
+	}
+	_, err := d.blockBlob(p).Delete(ctx, &blob.DeleteOptions{DeleteSnapshots: to.Ptr(blob.DeleteSnapshotsOptionTypeInclude)})
+	if err == nil {
+		return nil
+	}
+	if c := classify(err); !errors.Is(c, driver.ErrNotFound) {
+		return &driver.PathError{Op: "delete", Path: p, Err: c}
+	}
+	n, err := d.deletePrefix(ctx, d.key(p)+"/")
+	if err != nil {
+		return &driver.PathError{Op: "delete", Path: p, Err: err}
+	}
+	if n == 0 {
+		return &driver.PathError{Op: "delete", Path: p, Err: driver.ErrNotFound}
+	}
+	return nil
+}
+
+// deletePrefix deletes every blob whose name starts with prefix and returns how many it
+// found. Blobs deleted concurrently by someone else count as found.
+func (d *Driver) deletePrefix(ctx context.Context, prefix string) (int, error) {
+	pager := d.container.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: &prefix})
+	n := 0
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return n, classify(err)
+		}
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(deleteConcurrency)
+		for _, item := range page.Segment.BlobItems {
+			if item.Name == nil {
+				continue
+			}
+			n++
+			name := *item.Name
+			g.Go(func() error {
+				_, err := d.container.NewBlobClient(name).Delete(gctx,
+					&blob.DeleteOptions{DeleteSnapshots: to.Ptr(blob.DeleteSnapshotsOptionTypeInclude)})
+				if c := classify(err); c != nil && !errors.Is(c, driver.ErrNotFound) {
+					return c
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Copy implements driver.Driver with a server-side Copy Blob, waiting until the service
+// reports the copy finished. The source is checked first so a missing source is
+// ErrNotFound (the copy's own error does not say which side is missing).
+func (d *Driver) Copy(ctx context.Context, src, dst string) error {
+	if err := check(ctx, "copy", src); err != nil {
+		return err
+	}
+	if err := driver.CheckPath(dst); err != nil {
+		return err
+	}
+	if _, err := d.Stat(ctx, src); err != nil {
+		return err
+	}
+	srcURL, err := d.copySource(src)
+	if err != nil {
+		return fail("copy", src, err)
+	}
+	dstBlob := d.blockBlob(dst)
+	resp, err := dstBlob.StartCopyFromURL(ctx, srcURL, nil)
+	if err != nil {
+		return fail("copy", dst, err)
+	}
+	status, desc := blob.CopyStatusTypeSuccess, ""
+	if resp.CopyStatus != nil {
+		status = *resp.CopyStatus
+	}
+	// Copies inside one account usually finish at once; poll while the service says pending.
+	for delay := 50 * time.Millisecond; status == blob.CopyStatusTypePending; delay = min(2*delay, 2*time.Second) {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return &driver.PathError{Op: "copy", Path: dst, Err: ctx.Err()}
+		case <-t.C:
+		}
+		props, err := dstBlob.GetProperties(ctx, nil)
+		if err != nil {
+			return fail("copy", dst, err)
+		}
+		status = blob.CopyStatusTypeSuccess
+		if props.CopyStatus != nil {
+			status = *props.CopyStatus
+		}
+		if props.CopyStatusDescription != nil {
+			desc = *props.CopyStatusDescription
+		}
+	}
+	if status != blob.CopyStatusTypeSuccess {
+		return &driver.PathError{Op: "copy", Path: dst,
+			Err: fmt.Errorf("%w: copy %s: %s", driver.ErrUnavailable, status, desc)}
+	}
+	return nil
+}
+
+// copySource returns the URL Copy Blob reads the source from: with the account key a
+// short-lived read SAS is attached (required when the source is not public); with token
+// credentials the plain URL, which the service authorizes for a source in the same account.
+func (d *Driver) copySource(src string) (string, error) {
+	u := d.blockBlob(src).URL()
+	if d.sharedKey == nil {
+		return u, nil
+	}
+	qp, err := d.sasValues(src, time.Hour).SignWithSharedKey(d.sharedKey)
+	if err != nil {
+		return "", err
+	}
+	return u + "?" + qp.Encode(), nil
+}
+
+func (d *Driver) sasValues(p string, expiry time.Duration) sas.BlobSignatureValues {
+	now := time.Now().UTC()
+	return sas.BlobSignatureValues{
+		Protocol:      d.sasProtocol,
+		StartTime:     now.Add(-5 * time.Minute), // tolerate clock skew
+		ExpiryTime:    now.Add(expiry),
+		Permissions:   (&sas.BlobPermissions{Read: true}).String(),
+		ContainerName: d.containerName,
+		BlobName:      d.key(p),
+	}
+}
+
+// URL implements driver.Driver: a read-only SAS URL, signed with the account key or, with
+// token credentials, with a user delegation key (cached, renewed before it expires). When
+// the identity may not obtain a user delegation key, URL returns ErrUnsupported so callers
+// stream the object instead.
+func (d *Driver) URL(ctx context.Context, p string, expiry time.Duration) (string, error) {
+	if err := check(ctx, "url", p); err != nil {
+		return "", err
+	}
+	if expiry <= 0 {
+		return "", &driver.PathError{Op: "url", Path: p,
+			Err: fmt.Errorf("%w: expiry %v", driver.ErrPreconditionFailed, expiry)}
+	}
+	values := d.sasValues(p, expiry)
+	var qp sas.QueryParameters
+	var err error
+	if d.sharedKey != nil {
+		qp, err = values.SignWithSharedKey(d.sharedKey)
+	} else {
+		var cred *service.UserDelegationCredential
+		cred, err = d.delegationCredential(ctx, values.ExpiryTime)
+		if err != nil {
+			c := classify(err)
+			if errors.Is(c, driver.ErrPermission) {
+				c = fmt.Errorf("%w: no user delegation key: %w", driver.ErrUnsupported, err)
+			}
+			return "", &driver.PathError{Op: "url", Path: p, Err: c}
+		}
+		qp, err = values.SignWithUserDelegation(cred)
+	}
+	if err != nil {
+		return "", fail("url", p, err)
+	}
+	return d.blockBlob(p).URL() + "?" + qp.Encode(), nil
+}
+
+// delegationCredential returns a user delegation key valid at least until `until`.
+func (d *Driver) delegationCredential(ctx context.Context, until time.Time) (*service.UserDelegationCredential, error) {
+	dl := &d.delegation
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	if dl.cred != nil && dl.expires.After(until.Add(time.Minute)) {
+		return dl.cred, nil
+	}
+	now := time.Now().UTC()
+	// Keys live up to 7 days; ask for a day beyond the URL's expiry so one key serves many.
+	expires := until.Add(24 * time.Hour)
+	if limit := now.Add(7*24*time.Hour - time.Minute); expires.After(limit) {
+		expires = limit
+	}
+	info := service.KeyInfo{
+		Start:  to.Ptr(now.Add(-5 * time.Minute).Format(sas.TimeFormat)),
+		Expiry: to.Ptr(expires.Format(sas.TimeFormat)),
+	}
+	cred, err := d.service.GetUserDelegationCredential(ctx, info, nil)
+	if err != nil {
+		return nil, err
+	}
+	dl.cred, dl.expires = cred, expires
+	return cred, nil
+}
