@@ -193,6 +193,20 @@ func TestEmulator(t *testing.T) {
 		// Two blocks of budget shared by four writers of three blocks each: they take
 		// turns, and none deadlocks.
 		small := testDriver(t, azuriteConfig(az, name), 2*testChunk)
+		// Two abandoned writers fill the whole budget; ending their ctx gives it back.
+		abandoned, cancel := context.WithCancel(ctx)
+		for i := range 2 {
+			w, err := small.Writer(abandoned, "budget/abandoned"+strconv.Itoa(i), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(bytes.Repeat([]byte("a"), testChunk-1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cancel()
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
 		var wg sync.WaitGroup
 		errs := make([]error, 4)
 		data := bytes.Repeat([]byte("b"), 3*testChunk+1)

@@ -167,12 +167,13 @@ var (
 
 func (d *Driver) newWriter(ctx context.Context, p string) *writer {
 	w := &writer{d: d, ctx: ctx, path: p, blob: d.blockBlob(p), slots: make(chan struct{}, d.concurrency)}
-	// A request that dies mid-stream abandons its writer: give its buffer back to the
-	// budget when ctx ends.
+	// A request that dies mid-stream abandons its writer: when ctx ends, give the buffer
+	// back to the budget and fail the writer (its buffered bytes are gone).
 	w.stopWatch = context.AfterFunc(ctx, func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.dropBuf()
+		w.setErr(&driver.PathError{Op: "write", Path: p, Err: ctx.Err()})
 	})
 	return w
 }
@@ -417,14 +418,19 @@ func (w *writer) flush() error {
 		w.d.release(buf, charged)
 		<-w.slots
 		if err != nil {
-			w.errMu.Lock()
-			if w.err == nil {
-				w.err = err
-			}
-			w.errMu.Unlock()
+			w.setErr(err)
 		}
 	}()
 	return nil
+}
+
+// setErr records the writer's first failure.
+func (w *writer) setErr(err error) {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
 }
 
 func (w *writer) bgErr() error {
