@@ -16,18 +16,18 @@ import (
 	"github.com/registryd/registryd/driver/inmemory"
 )
 
-// fast retries without sleeping long: the tests count attempts, not time.
-var fast = driver.RetryPolicy{MaxAttempts: 4, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}
+// fastRetry retries without sleeping long: the tests count attempts, not time.
+var fastRetry = driver.RetryPolicy{MaxAttempts: 4, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}
 
-type op struct {
+type retryOp struct {
 	method string
 	run    func(ctx context.Context, d driver.Driver) error
 	// passErr is the error the call returns when it reaches the backend (nil: success).
 	passErr error
 }
 
-// ops are the retried calls, each on objects seeded by newRetryStack.
-var ops = []op{
+// retryOps are the retried calls, each on objects seeded by newRetryStack.
+var retryOps = []retryOp{
 	{fault.Stat, func(ctx context.Context, d driver.Driver) error {
 		fi, err := d.Stat(ctx, "r/obj")
 		if err == nil && fi.Size != 5 {
@@ -80,7 +80,7 @@ func newRetryStack(t *testing.T, p driver.RetryPolicy) (*fault.Driver, driver.Dr
 }
 
 func TestRetryTable(t *testing.T) {
-	for _, o := range ops {
+	for _, o := range retryOps {
 		for _, tc := range []struct {
 			name     string
 			class    error
@@ -100,7 +100,7 @@ func TestRetryTable(t *testing.T) {
 			{"deadline", context.DeadlineExceeded, 1, context.DeadlineExceeded, 1},
 		} {
 			t.Run(o.method+"/"+tc.name, func(t *testing.T) {
-				f, d := newRetryStack(t, fast)
+				f, d := newRetryStack(t, fastRetry)
 				f.Add(fault.Rule{Methods: []string{o.method}, Err: tc.class, Times: tc.times})
 				err := o.run(context.Background(), d)
 				if tc.wantErr == nil && err != nil {
@@ -129,7 +129,7 @@ func TestRetryDisabled(t *testing.T) {
 
 // TestRetryPutNeedsSeeker: a body that cannot be rewound is sent once.
 func TestRetryPutNeedsSeeker(t *testing.T) {
-	f, d := newRetryStack(t, fast)
+	f, d := newRetryStack(t, fastRetry)
 	f.Add(fault.Rule{Methods: []string{fault.Put}, Err: driver.ErrThrottled, Times: 1})
 	body := struct{ io.Reader }{strings.NewReader("once")}
 	if err := d.Put(context.Background(), "r/x", body, 4); !errors.Is(err, driver.ErrThrottled) {
@@ -167,7 +167,7 @@ func (f *flaky) Delete(ctx context.Context, p string) error {
 func TestRetryPutRewinds(t *testing.T) {
 	ctx := context.Background()
 	in := inmemory.New()
-	d := driver.WithRetry(&flaky{Driver: in}, fast)
+	d := driver.WithRetry(&flaky{Driver: in}, fastRetry)
 	body := bytes.NewReader([]byte("skip:the whole body"))
 	if _, err := body.Seek(5, io.SeekStart); err != nil {
 		t.Fatal(err)
@@ -194,7 +194,7 @@ func TestRetryDeleteLostResponse(t *testing.T) {
 	if err := in.Put(ctx, "r/d", strings.NewReader("x"), 1); err != nil {
 		t.Fatal(err)
 	}
-	d := driver.WithRetry(&flaky{Driver: in}, fast)
+	d := driver.WithRetry(&flaky{Driver: in}, fastRetry)
 	if err := d.Delete(ctx, "r/d"); err != nil {
 		t.Fatalf("delete whose first response was lost: %v", err)
 	}
@@ -210,7 +210,7 @@ func TestRetryDeleteLostResponse(t *testing.T) {
 func TestRetryWriterPassesThrough(t *testing.T) {
 	ctx := context.Background()
 	for _, m := range []string{fault.Writer, fault.Write, fault.State, fault.Commit, fault.Abort} {
-		f, d := newRetryStack(t, fast)
+		f, d := newRetryStack(t, fastRetry)
 		f.Add(fault.Rule{Methods: []string{m}, Err: driver.ErrThrottled, Times: 1})
 		err := func() error {
 			w, err := d.Writer(ctx, "r/w", nil)

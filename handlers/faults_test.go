@@ -344,7 +344,7 @@ func TestFaultNthCallSweep(t *testing.T) {
 				t.Fatalf("without faults: %d %s", r.status, r.body)
 			}
 			calls := 0
-			for _, m := range fault.Methods {
+			for _, m := range fault.Methods() {
 				calls += probe.f.Calls(m)
 			}
 			for n := 1; n <= calls; n++ {

@@ -42,8 +42,10 @@ const (
 	Abort  = "Abort"
 )
 
-// Methods lists every method name a rule can match.
-var Methods = []string{Stat, Reader, Put, Delete, List, Copy, Writer, URL, Write, State, Commit, Abort}
+// Methods returns every method name a rule can match.
+func Methods() []string {
+	return []string{Stat, Reader, Put, Delete, List, Copy, Writer, URL, Write, State, Commit, Abort}
+}
 
 // Marker is part of every injected error's message, so tests can check it never reaches a
 // client.

@@ -88,7 +88,7 @@ func call(ctx context.Context, d driver.Driver, method string) error {
 // wrapped in a PathError naming the path; the other methods pass through.
 func TestEveryMethodEveryClass(t *testing.T) {
 	for _, c := range classes {
-		for _, m := range fault.Methods {
+		for _, m := range fault.Methods() {
 			t.Run(c.name+"/"+m, func(t *testing.T) {
 				d, ctx := seeded(t)
 				d.Fail(c.err, m)
@@ -103,7 +103,7 @@ func TestEveryMethodEveryClass(t *testing.T) {
 				if errors.Is(err, driver.ErrNotFound) {
 					t.Fatalf("%s: injected %v is also ErrNotFound", m, err)
 				}
-				for _, other := range fault.Methods {
+				for _, other := range fault.Methods() {
 					if other == m || other == fault.Writer || (m == fault.Writer && other != fault.Stat) {
 						continue
 					}
@@ -250,7 +250,7 @@ func TestConcurrentUse(t *testing.T) {
 					d.Clear()
 					d.Add(fault.Rule{Err: driver.ErrThrottled, Times: 3})
 				}
-				err := call(ctx, d, fault.Methods[i%len(fault.Methods)])
+				err := call(ctx, d, fault.Methods()[i%len(fault.Methods())])
 				if err != nil && !errors.Is(err, driver.ErrThrottled) && !errors.Is(err, driver.ErrNotFound) &&
 					!errors.Is(err, driver.ErrUnsupported) {
 					t.Errorf("unexpected error %v", err)
