@@ -97,9 +97,12 @@ type Delete struct {
 	Enabled bool `yaml:"enabled"`
 }
 
-// Redirect controls redirects of blob GETs to backend pre-signed URLs. Redirects are on
-// by default for drivers that can sign; Disable turns them off.
+// Redirect controls redirects of blob GETs to backend pre-signed URLs. They are off by
+// default: a redirected response comes from the backend and cannot carry
+// Docker-Content-Digest, and clients must reach the backend. Enable turns them on for
+// drivers that can sign; Disable (CNCF Distribution's key) forces them off.
 type Redirect struct {
+	Enable  bool `yaml:"enable"`
 	Disable bool `yaml:"disable"`
 	// Expiry is the lifetime of a signed URL (default 20m).
 	Expiry time.Duration `yaml:"expiry"`

@@ -125,6 +125,8 @@ type backend struct {
 	// storage returns the YAML "storage:" body (indented by two spaces) for a fresh,
 	// empty store; it may start an emulator.
 	storage func(t *testing.T) string
+	// signs reports a driver that can pre-sign URLs (blob redirects).
+	signs bool
 }
 
 func filesystemBackend(t *testing.T) string {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"io"
+	"net/http"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -135,4 +136,37 @@ func testPushPull(t *testing.T, host string) {
 		t.Fatalf("referrers of %s: %+v, want %s", subjDesc.Digest, rm.Manifests, artDigest)
 	}
 	assertImageRoundTrip(t, ar, art)
+}
+
+// TestRedirect: with storage.redirect.enable, a blob GET on a signing backend answers 307
+// to a pre-signed backend URL, and a client following it gets the blob.
+func TestRedirect(t *testing.T) {
+	for _, b := range backends() {
+		if !b.signs {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) {
+			reg := testenv.StartRegistryd(t, registryConfig(b.storage(t)+"  redirect:\n    enable: true\n", ""))
+			img, err := random.Image(1<<20, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := ref(t, reg.Host, "redirect/img:v1")
+			if err := remote.Write(r, img); err != nil {
+				t.Fatalf("push: %v", err)
+			}
+			assertImageRoundTrip(t, r, img)
+			layers, _ := img.Layers()
+			d, _ := layers[0].Digest()
+			noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := noFollow.Get(reg.URL + "/v2/redirect/img/blobs/" + d.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") == "" {
+				t.Fatalf("GET blob: %d, Location %q; want 307 to a signed URL", resp.StatusCode, resp.Header.Get("Location"))
+			}
+		})
+	}
 }

@@ -59,13 +59,20 @@ func (a *api) getBlob(c echo.Context, name, ref string) error {
 		status = http.StatusPartialContent
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", offset, offset+length-1, b.Size))
 	}
-	c.Response().WriteHeader(status)
 	if req.Method == http.MethodHead || length == 0 {
-		return nil
+		return c.NoContent(status)
 	}
+	// Open before the status line goes out, so a backend that fails to answer is still
+	// a clean 500 (or 404 if the bytes are truly gone).
+	br, err := a.reg.OpenBlob(ctx, b, offset, length)
+	if err != nil {
+		return err
+	}
+	defer br.Close()
+	c.Response().WriteHeader(status)
 	// Errors from here on cut the response short (the declared Content-Length is not
 	// reached), so a client never takes a broken stream for the blob.
-	_, err = a.reg.CopyBlob(ctx, c.Response(), b, offset, length)
+	_, err = br.WriteTo(c.Response())
 	return err
 }
 

@@ -53,37 +53,62 @@ func (r *Registry) BlobURL(ctx context.Context, d digest.Digest) (string, error)
 	return u, nil
 }
 
-// CopyBlob writes bytes [offset, offset+length) of the blob to w (length < 0: to the end).
-// The caller has checked the range against the size from StatBlob. When the whole blob is
-// requested its bytes are hashed while streaming and the last byte is only written once
-// the hash matches the digest, so a corrupt object can never reach a client as a complete
-// response. A backend stream that breaks mid-body is resumed with ranged reads, up to
-// Options.ReadRetries times in a row without progress.
-func (r *Registry) CopyBlob(ctx context.Context, w io.Writer, b BlobInfo, offset, length int64) (int64, error) {
+// BlobReader streams a range of a blob, opened by OpenBlob.
+type BlobReader struct {
+	src          *resumingReader
+	b            BlobInfo
+	offset, size int64
+}
+
+// OpenBlob opens bytes [offset, offset+length) of the blob (length < 0: to the end) and
+// returns once the backend has answered, so a failure to open is still a clean error
+// response (BLOB_UNKNOWN if the bytes are truly missing, otherwise a backend error). The
+// caller has checked the range against the size from StatBlob and must Close the reader.
+func (r *Registry) OpenBlob(ctx context.Context, b BlobInfo, offset, length int64) (*BlobReader, error) {
 	if length < 0 {
 		length = b.Size - offset
 	}
 	src := &resumingReader{ctx: ctx, r: r, path: blobDataPath(b.Digest), off: offset, end: offset + length}
-	defer src.Close()
-	buf := make([]byte, 256<<10)
-	if offset != 0 || length != b.Size || length == 0 {
-		return io.CopyBuffer(w, io.LimitReader(src, length), buf)
+	if length > 0 {
+		rc, err := r.d.Reader(ctx, src.path, offset, length)
+		if err != nil {
+			return nil, notFound(err, regerr.BlobUnknown, map[string]string{"digest": b.Digest.String()}, "open blob")
+		}
+		src.rc = rc
 	}
-	h := b.Digest.Algorithm().Hash()
-	tee := io.TeeReader(src, h)
+	return &BlobReader{src: src, b: b, offset: offset, size: length}, nil
+}
+
+// Close releases the backend stream.
+func (br *BlobReader) Close() error { return br.src.Close() }
+
+// WriteTo writes the opened range to w. When the whole blob was opened its bytes are
+// hashed while streaming and the last byte is only written once the hash matches the
+// digest, so a corrupt object can never reach a client as a complete response. A backend
+// stream that breaks mid-body is resumed with ranged reads, up to Options.ReadRetries
+// times in a row without progress.
+func (br *BlobReader) WriteTo(w io.Writer) (int64, error) {
+	length := br.size
+	buf := make([]byte, 256<<10)
+	if br.offset != 0 || length != br.b.Size || length == 0 {
+		return io.CopyBuffer(w, io.LimitReader(br.src, length), buf)
+	}
+	d := br.b.Digest
+	h := d.Algorithm().Hash()
+	tee := io.TeeReader(br.src, h)
 	n, err := io.CopyBuffer(w, io.LimitReader(tee, length-1), buf)
 	if err != nil {
 		return n, err
 	}
 	if n != length-1 {
-		return n, fmt.Errorf("read blob %s: %w", b.Digest, io.ErrUnexpectedEOF)
+		return n, fmt.Errorf("read blob %s: %w", d, io.ErrUnexpectedEOF)
 	}
 	last := buf[:1]
 	if _, err := io.ReadFull(tee, last); err != nil {
-		return n, fmt.Errorf("read blob %s: %w", b.Digest, err)
+		return n, fmt.Errorf("read blob %s: %w", d, err)
 	}
-	if got := digest.NewDigest(b.Digest.Algorithm(), h); got != b.Digest {
-		return n, fmt.Errorf("blob %s hashes to %s: %w", b.Digest, got, ErrBlobCorrupt)
+	if got := digest.NewDigest(d.Algorithm(), h); got != d {
+		return n, fmt.Errorf("blob %s hashes to %s: %w", d, got, ErrBlobCorrupt)
 	}
 	m, err := w.Write(last)
 	return n + int64(m), err

@@ -6,6 +6,7 @@ import (
 
 	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/azure"
 	"github.com/registryd/registryd/driver/filesystem"
 	"github.com/registryd/registryd/driver/inmemory"
 )
@@ -18,6 +19,8 @@ func openDriver(ctx context.Context, cfg *config.Config) (driver.Driver, error) 
 		return filesystem.New(*s.Filesystem)
 	case s.InMemory != nil:
 		return inmemory.New(), nil
+	case s.Azure != nil:
+		return azure.New(ctx, *s.Azure)
 	}
 	return nil, errors.New("config: storage: no supported backend configured")
 }

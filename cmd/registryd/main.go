@@ -111,7 +111,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 	reg, err := storage.New(d, storage.Options{
 		Secret:         secret,
-		Redirect:       !cfg.Storage.Redirect.Disable,
+		Redirect:       cfg.Storage.Redirect.Enable && !cfg.Storage.Redirect.Disable,
 		RedirectExpiry: cfg.Storage.Redirect.Expiry,
 		AllowSparse:    cfg.Validation.Manifests.AllowSparse,
 		Logger:         log,
