@@ -1,0 +1,150 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/registryd/registryd/driver"
+)
+
+// codeClass maps S3 error codes (the <Code> of an error response, or the code the SDK
+// derives for bodiless HEAD responses) to the driver's sentinels. Codes absent from the
+// table are classified by their HTTP status.
+var codeClass = map[string]error{
+	// The object, upload or version does not exist. "NotFound" is what the SDK reports for
+	// a bodiless 404 to HEAD; a HEAD answers 404 for a missing bucket too, so HeadObject
+	// callers confirm the bucket before trusting it (see Driver.stat).
+	"NoSuchKey":     driver.ErrNotFound,
+	"NotFound":      driver.ErrNotFound,
+	"NoSuchUpload":  driver.ErrNotFound,
+	"NoSuchVersion": driver.ErrNotFound,
+
+	// The configuration points at something that does not exist or cannot work.
+	"NoSuchBucket":                       driver.ErrMisconfigured,
+	"InvalidBucketName":                  driver.ErrMisconfigured,
+	"PermanentRedirect":                  driver.ErrMisconfigured,
+	"AuthorizationHeaderMalformed":       driver.ErrMisconfigured,
+	"IllegalLocationConstraintException": driver.ErrMisconfigured,
+	"KMS.NotFoundException":              driver.ErrMisconfigured,
+	"NotImplemented":                     driver.ErrMisconfigured,
+
+	// Our credentials were refused.
+	"AccessDenied":              driver.ErrPermission,
+	"Forbidden":                 driver.ErrPermission,
+	"InvalidAccessKeyId":        driver.ErrPermission,
+	"SignatureDoesNotMatch":     driver.ErrPermission,
+	"ExpiredToken":              driver.ErrPermission,
+	"InvalidToken":              driver.ErrPermission,
+	"TokenRefreshRequired":      driver.ErrPermission,
+	"AccountProblem":            driver.ErrPermission,
+	"AllAccessDisabled":         driver.ErrPermission,
+	"InvalidSecurity":           driver.ErrPermission,
+	"RequestTimeTooSkewed":      driver.ErrPermission,
+	"KMS.AccessDeniedException": driver.ErrPermission,
+
+	// The backend asked us to slow down (after the SDK's retries).
+	"SlowDown":                   driver.ErrThrottled,
+	"Throttling":                 driver.ErrThrottled,
+	"ThrottlingException":        driver.ErrThrottled,
+	"RequestLimitExceeded":       driver.ErrThrottled,
+	"RequestThrottled":           driver.ErrThrottled,
+	"TooManyRequests":            driver.ErrThrottled,
+	"TooManyRequestsException":   driver.ErrThrottled,
+	"ServiceUnavailable":         driver.ErrThrottled,
+	"KMS.ThrottlingException":    driver.ErrThrottled,
+	"XMinioServerNotInitialized": driver.ErrThrottled,
+
+	// A write's precondition does not hold (a conditional request, a part list that no
+	// longer matches the upload, a range past the end of the object).
+	"PreconditionFailed":         driver.ErrPreconditionFailed,
+	"ConditionalRequestConflict": driver.ErrPreconditionFailed,
+	"InvalidPart":                driver.ErrPreconditionFailed,
+	"InvalidPartOrder":           driver.ErrPreconditionFailed,
+	"InvalidRange":               driver.ErrPreconditionFailed,
+
+	// The backend failed or timed out.
+	"InternalError":  driver.ErrUnavailable,
+	"RequestTimeout": driver.ErrUnavailable,
+}
+
+// classify maps an error returned by the AWS SDK onto exactly one of the driver's
+// sentinels and returns an error wrapping both the sentinel and err (so the SDK's message
+// stays in logs). Context errors are passed through unchanged, so errors.Is(err,
+// context.Canceled) keeps working. It is the only place SDK error types are inspected.
+//
+// The order matters: an S3 error code is the most precise answer; then the HTTP status;
+// then transport failures (refused, reset, timeout, DNS, TLS: ErrUnavailable). An error
+// the SDK produced without reaching S3 and that is none of these is ErrUnavailable.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		if class, ok := codeClass[apiErr.ErrorCode()]; ok {
+			return wrap(class, err)
+		}
+	}
+	var respErr *smithyhttp.ResponseError
+	if errors.As(err, &respErr) {
+		return wrap(statusClass(respErr.HTTPStatusCode()), err)
+	}
+	var quota ratelimit.QuotaExceededError
+	if errors.As(err, &quota) {
+		return wrap(driver.ErrThrottled, err)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return wrap(driver.ErrUnavailable, err)
+	}
+	var signErr *v4.SigningError
+	if errors.As(err, &signErr) {
+		// No usable credentials could be obtained (the default chain found none, or a
+		// credential source refused us). Transport failures of the credential source were
+		// caught as net.Error above.
+		return wrap(driver.ErrPermission, err)
+	}
+	return wrap(driver.ErrUnavailable, err)
+}
+
+// statusClass classifies an HTTP status of an error response whose code is not in
+// codeClass.
+func statusClass(status int) error {
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return driver.ErrPermission
+	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+		return driver.ErrThrottled
+	case status == http.StatusPreconditionFailed || status == http.StatusRequestedRangeNotSatisfiable:
+		return driver.ErrPreconditionFailed
+	case status >= 500:
+		return driver.ErrUnavailable
+	case status == http.StatusNotFound:
+		// A 404 without a known code is not a positive "no such object": it may come from
+		// a proxy or a wrong endpoint.
+		return driver.ErrMisconfigured
+	case status >= 400:
+		// Any other refusal of a well-formed request (an unsupported header, an invalid
+		// argument) is a configuration the backend cannot work with.
+		return driver.ErrMisconfigured
+	default:
+		return driver.ErrUnavailable
+	}
+}
+
+// wrap returns an error that matches both class and cause with errors.Is and prints as
+// "class: cause".
+func wrap(class, cause error) error {
+	return fmt.Errorf("%w: %w", class, cause)
+}

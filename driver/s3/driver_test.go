@@ -1,0 +1,502 @@
+package s3_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/registryd/registryd/config"
+	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/s3"
+	"github.com/registryd/registryd/driver/testsuite"
+	"github.com/registryd/registryd/internal/testenv"
+)
+
+const partSize = 5 << 20
+
+// isolate keeps the environment's AWS settings (a CA bundle, credentials, profiles) out
+// of the SDK under test: the tests configure everything explicitly.
+func isolate(t *testing.T) {
+	for _, k := range []string{"AWS_CA_BUNDLE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+		"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+		"AWS_ENDPOINT_URL_S3", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+// minioConfig is a config.S3 for bucket on m with a 5 MiB part size.
+func minioConfig(m *testenv.MinIO, bucket string) config.S3 {
+	return config.S3{
+		Bucket:         bucket,
+		Region:         m.Region,
+		RegionEndpoint: m.Endpoint,
+		ForcePathStyle: true,
+		AccessKey:      m.AccessKey,
+		SecretKey:      m.SecretKey,
+		ChunkSize:      partSize,
+	}
+}
+
+func newDriver(t *testing.T, cfg config.S3, opts ...s3.Option) *s3.Driver {
+	t.Helper()
+	d, err := s3.New(context.Background(), cfg, opts...)
+	if err != nil {
+		t.Fatalf("s3.New: %v", err)
+	}
+	return d
+}
+
+// fastFail bounds retries so failure cases end quickly.
+var fastFail = s3.WithRetries(2, 50*time.Millisecond)
+
+func TestS3(t *testing.T) {
+	isolate(t)
+	m := testenv.StartMinIO(t)
+
+	t.Run("Suite", func(t *testing.T) {
+		d := newDriver(t, minioConfig(m, m.NewBucket(t)))
+		testsuite.Run(t, testsuite.Harness{Driver: d, PartSize: partSize})
+	})
+	t.Run("Misconfigured", func(t *testing.T) { testMisconfigured(t, m) })
+	t.Run("ListDirectoryAcrossPages", func(t *testing.T) { testListDirAcrossPages(t, m) })
+	t.Run("MultipartCopy", func(t *testing.T) { testMultipartCopy(t, m) })
+	t.Run("RootDirectoryAndOptions", func(t *testing.T) { testRootDirectory(t, m) })
+	t.Run("MemoryBudget", func(t *testing.T) { testMemoryBudget(t, m) })
+	t.Run("SidecarHidden", func(t *testing.T) { testSidecarHidden(t, m) })
+}
+
+// testMisconfigured: wrong credentials, a missing bucket and an unreachable endpoint are
+// each reported as their class by every operation, and never as ErrNotFound.
+func testMisconfigured(t *testing.T, m *testenv.MinIO) {
+	ctx := context.Background()
+	good := minioConfig(m, m.NewBucket(t))
+	gd := newDriver(t, good)
+	// A session acknowledged on the real bucket, for the resume case.
+	w, err := gd.Writer(ctx, "sess/data", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("acknowledged")); err != nil {
+		t.Fatal(err)
+	}
+	state, err := w.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gd.Put(ctx, "obj", bytes.NewReader([]byte("x")), 1); err != nil {
+		t.Fatal(err)
+	}
+
+	wrongSecret, unknownKey, noBucket, unreachable := good, good, good, good
+	wrongSecret.SecretKey = "not-the-secret"
+	unknownKey.AccessKey = "nobody-knows-me"
+	noBucket.Bucket = "no-such-bucket-registryd"
+	unreachable.RegionEndpoint = "http://" + testenv.Addr(testenv.FreePort(t)) // closed port
+
+	ops := []struct {
+		name string
+		fn   func(ctx context.Context, d driver.Driver) error
+	}{
+		{"Stat", func(ctx context.Context, d driver.Driver) error { _, err := d.Stat(ctx, "obj"); return err }},
+		{"StatMissing", func(ctx context.Context, d driver.Driver) error { _, err := d.Stat(ctx, "missing"); return err }},
+		{"Reader", func(ctx context.Context, d driver.Driver) error {
+			r, err := d.Reader(ctx, "obj", 0, -1)
+			if err == nil {
+				_, err = io.ReadAll(r)
+				r.Close()
+			}
+			return err
+		}},
+		{"ReaderMissing", func(ctx context.Context, d driver.Driver) error { _, err := d.Reader(ctx, "missing", 0, -1); return err }},
+		{"Put", func(ctx context.Context, d driver.Driver) error {
+			return d.Put(ctx, "new", bytes.NewReader([]byte("y")), 1)
+		}},
+		{"List", func(ctx context.Context, d driver.Driver) error { _, err := d.List(ctx, "", "", 0); return err }},
+		{"Delete", func(ctx context.Context, d driver.Driver) error { return d.Delete(ctx, "missing") }},
+		{"Copy", func(ctx context.Context, d driver.Driver) error { return d.Copy(ctx, "missing", "dst") }},
+		{"WriterCommit", func(ctx context.Context, d driver.Driver) error {
+			w, err := d.Writer(ctx, "w/data", nil)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(bytes.Repeat([]byte("z"), partSize+1)); err != nil {
+				_ = w.Abort(ctx)
+				return err
+			}
+			return w.Commit(ctx)
+		}},
+		{"WriterResume", func(ctx context.Context, d driver.Driver) error {
+			w, err := d.Writer(ctx, "sess/data", state)
+			if err == nil {
+				_ = w.Abort(ctx)
+			}
+			return err
+		}},
+	}
+	cases := []struct {
+		name string
+		cfg  config.S3
+		want error
+	}{
+		{"WrongSecret", wrongSecret, driver.ErrPermission},
+		{"UnknownAccessKey", unknownKey, driver.ErrPermission},
+		{"MissingBucket", noBucket, driver.ErrMisconfigured},
+		{"Unreachable", unreachable, driver.ErrUnavailable},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := newDriver(t, c.cfg, fastFail)
+			for _, op := range ops {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				start := time.Now()
+				err := op.fn(ctx, d)
+				cancel()
+				if !errors.Is(err, c.want) {
+					t.Errorf("%s: want %v, got %v", op.name, c.want, err)
+				}
+				if errors.Is(err, driver.ErrNotFound) {
+					t.Errorf("%s: reported ErrNotFound for %s: %v", op.name, c.name, err)
+				}
+				if el := time.Since(start); el > 5*time.Second {
+					t.Errorf("%s: took %v", op.name, el)
+				}
+			}
+		})
+	}
+	// The good driver still sees its session untouched.
+	w, err = gd.Writer(ctx, "sess/data", state)
+	if err != nil {
+		t.Fatalf("resume after the failed attempts: %v", err)
+	}
+	if err := w.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testListDirAcrossPages: a directory "c" sorts before "c-0000" in path order but after
+// "c-0999" in S3's key order ("c/" > "c-"); with more than one page of "c-" keys, List
+// with a limit must still return the directory first.
+func testListDirAcrossPages(t *testing.T, m *testenv.MinIO) {
+	ctx := context.Background()
+	d := newDriver(t, minioConfig(m, m.NewBucket(t)))
+	const n = 1005
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	var failed atomic.Int32
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := d.Put(ctx, fmt.Sprintf("l/c-%04d", i), bytes.NewReader(nil), 0); err != nil {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%d puts failed", failed.Load())
+	}
+	for _, p := range []string{"l/c/x", "l/b", "l/d"} {
+		if err := d.Put(ctx, p, bytes.NewReader([]byte("x")), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := d.List(ctx, "l", "", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := paths(got); names != "[l/b l/c/ l/c-0000]" {
+		t.Errorf("List limit 3: got %s", names)
+	}
+	got, err = d.List(ctx, "l", "l/b", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := paths(got); names != "[l/c/ l/c-0000]" {
+		t.Errorf("List after l/b limit 2: got %s", names)
+	}
+	got, err = d.List(ctx, "l", "l/c", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := paths(got); names != "[l/c-0000]" {
+		t.Errorf("List after the directory l/c: got %s", names)
+	}
+	got, err = d.List(ctx, "l", "l/c-1004", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := paths(got); names != "[l/d]" {
+		t.Errorf("List after the last c- key: got %s", names)
+	}
+	all, err := d.List(ctx, "l", "", 0)
+	if err != nil || len(all) != n+3 {
+		t.Errorf("List all: %d entries, %v", len(all), err)
+	}
+	if err := d.Delete(ctx, "l"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func paths(l []driver.Info) string {
+	s := make([]string, len(l))
+	for i, fi := range l {
+		s[i] = fi.Path
+		if fi.IsDir {
+			s[i] += "/"
+		}
+	}
+	return fmt.Sprint(s)
+}
+
+// testMultipartCopy copies above the threshold with UploadPartCopy.
+func testMultipartCopy(t *testing.T, m *testenv.MinIO) {
+	ctx := context.Background()
+	cfg := minioConfig(m, m.NewBucket(t))
+	cfg.MultipartCopyThresholdSize = 1
+	cfg.MultipartCopyChunkSize = partSize
+	d := newDriver(t, cfg)
+	b := make([]byte, 2*partSize+12345)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	if err := d.Put(ctx, "src", bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Copy(ctx, "src", "a/dst"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := d.Reader(ctx, "a/dst", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, b) {
+		t.Errorf("multipart copy: %d bytes, %v", len(got), err)
+	}
+	if err := d.Copy(ctx, "missing", "a/dst2"); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("copy of a missing source: %v", err)
+	}
+}
+
+// testRootDirectory runs a write cycle under a root directory with checksums disabled
+// and checks nothing leaks outside the root.
+func testRootDirectory(t *testing.T, m *testenv.MinIO) {
+	ctx := context.Background()
+	bucket := m.NewBucket(t)
+	cfg := minioConfig(m, bucket)
+	cfg.RootDirectory = "/some/root/"
+	cfg.ChecksumDisabled = true
+	cfg.MultipartConcurrency = 1
+	d := newDriver(t, cfg)
+	w, err := d.Writer(ctx, "up/data", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Repeat([]byte("0123456789"), partSize/5)
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	st, err := w.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, err = d.Writer(ctx, "up/data", st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("end")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := d.Stat(ctx, "up/data")
+	if err != nil || fi.Size != int64(len(b)+3) {
+		t.Fatalf("stat: %+v %v", fi, err)
+	}
+	// Seen from the bucket root, everything is under some/root.
+	top := newDriver(t, minioConfig(m, bucket))
+	l, err := top.List(ctx, "", "", 0)
+	if err != nil || paths(l) != "[some/]" {
+		t.Errorf("bucket root holds %s, %v", paths(l), err)
+	}
+	l, err = top.List(ctx, "some/root/up", "", 0)
+	if err != nil || paths(l) != "[some/root/up/data]" {
+		t.Errorf("upload dir holds %s, %v", paths(l), err)
+	}
+	u, err := d.URL(ctx, "up/data", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(b)+3) {
+		t.Errorf("GET %s: %d, %d bytes", u, resp.StatusCode, resp.ContentLength)
+	}
+	if err := d.Delete(ctx, "up"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testMemoryBudget: with a budget of a single part, concurrent writers still complete
+// (they take turns), and a writer abandoned by a cancelled context gives its buffer back.
+func testMemoryBudget(t *testing.T, m *testenv.MinIO) {
+	cfg := minioConfig(m, m.NewBucket(t))
+	cfg.MemoryBudget = partSize
+	d := newDriver(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	abandoned, stop := context.WithCancel(ctx)
+	w, err := d.Writer(abandoned, "gone/data", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("holds the whole budget")); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, err := d.Writer(ctx, fmt.Sprintf("b%d/data", i), nil)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if _, err := w.Write(bytes.Repeat([]byte{byte(i)}, 2*partSize+100)); err != nil {
+				errs[i] = err
+				return
+			}
+			errs[i] = w.Commit(ctx)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("writer %d: %v", i, err)
+		}
+		if fi, err := d.Stat(ctx, fmt.Sprintf("b%d/data", i)); err != nil || fi.Size != 2*partSize+100 {
+			t.Errorf("writer %d: stat %+v %v", i, fi, err)
+		}
+	}
+}
+
+// testSidecarHidden: during a session the sidecar exists in the bucket but List does not
+// report it, and Commit removes it.
+func testSidecarHidden(t *testing.T, m *testenv.MinIO) {
+	ctx := context.Background()
+	d := newDriver(t, minioConfig(m, m.NewBucket(t)))
+	w, err := d.Writer(ctx, "s/data", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("tail")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := w.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := d.List(ctx, "s", "", 0); err != nil || len(l) != 0 {
+		t.Errorf("List during the session: %s, %v", paths(l), err)
+	}
+	// Writers end with State.
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Error("write after State succeeded")
+	}
+	w, err = d.Writer(ctx, "s/data", st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Writer(ctx, "s/data", st); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("resume of a committed session: want ErrNotFound, got %v", err)
+	}
+	if err := d.Delete(ctx, "s/data"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Delete(ctx, "s"); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("sidecar left after Commit: delete of the directory: %v", err)
+	}
+}
+
+// TestThrottling: an endpoint answering SlowDown is retried by the SDK and surfaces as
+// ErrThrottled only when the attempts are spent; a 500 as ErrUnavailable.
+func TestThrottling(t *testing.T) {
+	isolate(t)
+	for _, c := range []struct {
+		status int
+		code   string
+		want   error
+	}{
+		{503, "SlowDown", driver.ErrThrottled},
+		{500, "InternalError", driver.ErrUnavailable},
+	} {
+		var calls atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(c.status)
+			fmt.Fprintf(w, "<Error><Code>%s</Code><Message>m</Message></Error>", c.code)
+		}))
+		d := newDriver(t, config.S3{Bucket: "b", RegionEndpoint: srv.URL, ForcePathStyle: true, AccessKey: "a", SecretKey: "s"},
+			s3.WithRetries(3, 10*time.Millisecond))
+		_, err := d.List(context.Background(), "x", "", 0)
+		srv.Close()
+		if !errors.Is(err, c.want) || errors.Is(err, driver.ErrNotFound) {
+			t.Errorf("%s: want %v, got %v", c.code, c.want, err)
+		}
+		if n := calls.Load(); n != 3 {
+			t.Errorf("%s: %d attempts, want 3", c.code, n)
+		}
+	}
+}
+
+// TestNewValidates: invalid configurations are refused without a network call.
+func TestNewValidates(t *testing.T) {
+	isolate(t)
+	base := config.S3{Bucket: "b", Region: "r"}
+	for name, mod := range map[string]func(*config.S3){
+		"no bucket":      func(c *config.S3) { c.Bucket = "" },
+		"no region":      func(c *config.S3) { c.Region = "" },
+		"small chunk":    func(c *config.S3) { c.ChunkSize = 1 << 20 },
+		"small budget":   func(c *config.S3) { c.MemoryBudget = 6 << 20 },
+		"half keys":      func(c *config.S3) { c.AccessKey = "a" },
+		"bad endpoint":   func(c *config.S3) { c.RegionEndpoint = "ftp://x" },
+		"negative copy":  func(c *config.S3) { c.MultipartCopyThresholdSize = -1 },
+		"negative conc.": func(c *config.S3) { c.MultipartConcurrency = -1 },
+	} {
+		cfg := base
+		mod(&cfg)
+		if _, err := s3.New(context.Background(), cfg); !errors.Is(err, driver.ErrMisconfigured) {
+			t.Errorf("%s: want ErrMisconfigured, got %v", name, err)
+		}
+	}
+	if _, err := s3.New(context.Background(), base); err != nil {
+		t.Errorf("valid config: %v", err)
+	}
+}

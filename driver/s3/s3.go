@@ -1,0 +1,567 @@
+// Package s3 is the driver.Driver on Amazon S3 and S3-compatible stores (MinIO, Ceph,
+// R2), built on aws-sdk-go-v2.
+//
+// Objects are keys <rootdirectory>/<path> in one bucket. Put is one PutObject (larger
+// bodies go through a multipart Writer); Copy is server-side (CopyObject, or parallel
+// UploadPartCopy above the multipart copy threshold, which also lifts CopyObject's 5 GiB
+// limit); List is ListObjectsV2 with delimiter "/"; URL presigns a GetObject.
+//
+// A Writer is a lazily created multipart upload plus, once State has been called, a
+// sidecar object next to the path holding the bytes short of a full part and the
+// session's acknowledged progress (see writer.go). Sidecars are named
+// "<path>~<session>.tail": "~" is not a valid path character, so they never collide with
+// an object, and List does not report them.
+//
+// Retries and throttling are the SDK's standard retryer (exponential backoff with
+// jitter; SlowDown, 503, 5xx and connection errors are retried, client-side retry quota
+// disabled); an error surfaces as driver.ErrThrottled or driver.ErrUnavailable only when
+// the retries are spent. WithRetries bounds them.
+//
+// Who may import it: cmd/registryd and tests.
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/registryd/registryd/config"
+	"github.com/registryd/registryd/driver"
+)
+
+const (
+	// minChunkSize is S3's smallest part (all but the last).
+	minChunkSize = 5 << 20
+	// maxChunkSize is S3's largest part.
+	maxChunkSize = 5 << 30
+	// maxParts is S3's largest part count of one multipart upload.
+	maxParts = 10000
+	// defaultChunkSize is the part size when config.S3.ChunkSize is 0.
+	defaultChunkSize = 16 << 20
+	// defaultConcurrency is the parts of one upload in flight when
+	// config.S3.MultipartConcurrency is 0.
+	defaultConcurrency = 4
+	// defaultCopyThreshold and defaultCopyChunk apply when the multipart copy keys are 0.
+	defaultCopyThreshold = 32 << 20
+	defaultCopyChunk     = 32 << 20
+	// defaultMemoryBudget caps part buffers across all writers of a Driver.
+	defaultMemoryBudget = 512 << 20
+	// deleteBatch is the most keys one DeleteObjects accepts.
+	deleteBatch = 1000
+	// defaultRegion signs requests to S3-compatible endpoints configured without a region.
+	defaultRegion = "us-east-1"
+)
+
+// Driver stores objects in one S3 bucket. It is safe for concurrent use, and several
+// processes may share the bucket (and resume each other's writers).
+type Driver struct {
+	client  *s3.Client
+	presign *s3.PresignClient
+	bucket  string
+	// root is the configured root directory with one trailing slash, or "".
+	root string
+
+	chunk         int64
+	concurrency   int
+	copyThreshold int64
+	copyChunk     int64
+	storageClass  types.StorageClass
+	sse           types.ServerSideEncryption
+	kmsKeyID      string
+	// checksums is false when config.S3.ChecksumDisabled: no CRC32 on parts.
+	checksums bool
+
+	// budget caps the bytes of part buffers held by all writers of this Driver.
+	budget     *semaphore.Weighted
+	budgetSize int64
+	// bufs recycles part buffers of exactly chunk bytes.
+	bufs sync.Pool
+}
+
+var _ driver.Driver = (*Driver)(nil)
+
+// Option adjusts a Driver beyond what config.S3 expresses.
+type Option func(*options)
+
+type options struct {
+	maxAttempts int
+	maxBackoff  time.Duration
+}
+
+// WithRetries bounds the SDK's retries of every request: maxAttempts is the total number
+// of attempts (the first included; 1 disables retries) and maxBackoff caps one backoff
+// sleep. Values <= 0 keep the SDK's standard defaults (3 attempts, 20 s). Tests use it to
+// make an unreachable endpoint fail within a second.
+func WithRetries(maxAttempts int, maxBackoff time.Duration) Option {
+	return func(o *options) {
+		o.maxAttempts = maxAttempts
+		o.maxBackoff = maxBackoff
+	}
+}
+
+// New validates cfg and builds the S3 client. Credentials are the configured static keys,
+// or else the SDK's default chain (environment, shared profile, IRSA web identity,
+// container and instance roles). New makes no network call: a missing bucket or a
+// rejected credential surfaces on the first operation (as ErrMisconfigured or
+// ErrPermission), so registryd can start and report it. An invalid cfg returns an error
+// wrapping driver.ErrMisconfigured that names the key.
+func New(ctx context.Context, cfg config.S3, opts ...Option) (*Driver, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if cfg.Bucket == "" {
+		return nil, misconfigured("bucket: required")
+	}
+	if cfg.Region == "" && cfg.RegionEndpoint == "" {
+		return nil, misconfigured("region: required unless regionendpoint is set")
+	}
+	if (cfg.AccessKey == "") != (cfg.SecretKey == "") {
+		return nil, misconfigured("accesskey and secretkey: set both or neither")
+	}
+	d := &Driver{
+		bucket:        cfg.Bucket,
+		chunk:         orDefault(cfg.ChunkSize, defaultChunkSize),
+		concurrency:   int(orDefault(int64(cfg.MultipartConcurrency), defaultConcurrency)),
+		copyThreshold: orDefault(cfg.MultipartCopyThresholdSize, defaultCopyThreshold),
+		copyChunk:     orDefault(cfg.MultipartCopyChunkSize, defaultCopyChunk),
+		storageClass:  types.StorageClass(cfg.StorageClass),
+		checksums:     !cfg.ChecksumDisabled,
+		budgetSize:    orDefault(cfg.MemoryBudget, defaultMemoryBudget),
+	}
+	if root := strings.Trim(cfg.RootDirectory, "/"); root != "" {
+		d.root = root + "/"
+	}
+	switch {
+	case d.chunk < minChunkSize || d.chunk > maxChunkSize:
+		return nil, misconfigured(fmt.Sprintf("chunksize: must be between %d and %d, got %d", minChunkSize, maxChunkSize, d.chunk))
+	case d.copyChunk < minChunkSize || d.copyChunk > maxChunkSize:
+		return nil, misconfigured(fmt.Sprintf("multipartcopychunksize: must be between %d and %d, got %d", minChunkSize, maxChunkSize, d.copyChunk))
+	case d.copyThreshold < 0 || d.copyThreshold > maxChunkSize:
+		return nil, misconfigured(fmt.Sprintf("multipartcopythresholdsize: must be between 0 and %d, got %d", maxChunkSize, d.copyThreshold))
+	case d.concurrency < 1:
+		return nil, misconfigured("multipartconcurrency: must be positive")
+	case d.budgetSize < d.chunk:
+		return nil, misconfigured(fmt.Sprintf("memorybudget: must be at least chunksize (%d), got %d", d.chunk, d.budgetSize))
+	}
+	if cfg.KeyID != "" {
+		d.sse, d.kmsKeyID = types.ServerSideEncryptionAwsKms, cfg.KeyID
+	} else if cfg.Encrypt {
+		d.sse = types.ServerSideEncryptionAes256
+	}
+	d.budget = semaphore.NewWeighted(d.budgetSize)
+	d.bufs.New = func() any { b := make([]byte, 0, d.chunk); return &b }
+
+	endpoint, err := endpointURL(cfg)
+	if err != nil {
+		return nil, err
+	}
+	region := cfg.Region
+	if region == "" {
+		region = defaultRegion
+	}
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		if cfg.SkipVerify {
+			if tr.TLSClientConfig == nil {
+				tr.TLSClientConfig = &tls.Config{}
+			}
+			tr.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // explicitly configured
+		}
+	})
+	loadOpts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithRegion(region),
+		awsconfig.WithHTTPClient(httpClient),
+		awsconfig.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(so *retry.StandardOptions) {
+				if o.maxAttempts > 0 {
+					so.MaxAttempts = o.maxAttempts
+				}
+				if o.maxBackoff > 0 {
+					so.MaxBackoff = o.maxBackoff
+				}
+				// The client-side retry quota turns a burst of failures into
+				// "retry quota exceeded" errors shared by every request of the process;
+				// registryd bounds retries per request instead.
+				so.RateLimiter = ratelimit.None
+			})
+		}),
+	}
+	if cfg.AccessKey != "" {
+		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)))
+	}
+	if cfg.ChecksumDisabled {
+		loadOpts = append(loadOpts,
+			awsconfig.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+			awsconfig.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired))
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3: load AWS configuration: %w: %w", driver.ErrMisconfigured, err)
+	}
+	d.client = s3.NewFromConfig(awsCfg, func(so *s3.Options) {
+		if endpoint != "" {
+			so.BaseEndpoint = aws.String(endpoint)
+		}
+		so.UsePathStyle = cfg.ForcePathStyle
+		// Ranged and multipart GETs carry no full-object checksum; do not log each skip.
+		so.DisableLogOutputChecksumValidationSkipped = true
+	})
+	d.presign = s3.NewPresignClient(d.client)
+	return d, nil
+}
+
+func misconfigured(msg string) error {
+	return fmt.Errorf("s3: config storage.s3.%s: %w", msg, driver.ErrMisconfigured)
+}
+
+func orDefault(v, def int64) int64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// endpointURL returns cfg.RegionEndpoint as an absolute URL ("" when unset): a bare
+// host gets https, or http when Secure is false.
+func endpointURL(cfg config.S3) (string, error) {
+	ep := cfg.RegionEndpoint
+	if ep == "" {
+		return "", nil
+	}
+	if !strings.Contains(ep, "://") {
+		scheme := "https://"
+		if cfg.Secure != nil && !*cfg.Secure {
+			scheme = "http://"
+		}
+		ep = scheme + ep
+	}
+	u, err := url.Parse(ep)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", misconfigured(fmt.Sprintf("regionendpoint: not an http(s) URL: %q", cfg.RegionEndpoint))
+	}
+	return ep, nil
+}
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return "s3" }
+
+// key returns the bucket key of a driver path.
+func (d *Driver) key(p string) string { return d.root + p }
+
+// fail wraps a failed SDK call's error for method op on path p: the caller's context
+// error if ctx is done (so cancellation is reported as such even when the SDK saw it as a
+// transport failure), else the classified error.
+func fail(ctx context.Context, op, p string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		err = fmt.Errorf("%w (%v)", ctxErr, err)
+	} else {
+		err = classify(err)
+	}
+	return &driver.PathError{Op: op, Path: p, Err: err}
+}
+
+// Stat implements driver.Driver.
+func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
+	if err := driver.CheckPath(p); err != nil {
+		return driver.Info{}, err
+	}
+	out, err := d.head(ctx, d.key(p))
+	if err != nil {
+		return driver.Info{}, &driver.PathError{Op: "stat", Path: p, Err: err}
+	}
+	return driver.Info{Path: p, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+}
+
+// head is HeadObject with a trustworthy not-found: S3 answers a HEAD with a bare 404 both
+// for a missing key and a missing bucket, so a 404 is confirmed with HeadBucket; only when
+// the bucket exists is the error ErrNotFound. The error is classified, not wrapped in a
+// PathError.
+func (d *Driver) head(ctx context.Context, key string) (*s3.HeadObjectOutput, error) {
+	out, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key})
+	if err == nil {
+		return out, nil
+	}
+	cerr := failErr(ctx, err)
+	if !errors.Is(cerr, driver.ErrNotFound) {
+		return nil, cerr
+	}
+	if berr := d.checkBucket(ctx); berr != nil {
+		return nil, berr
+	}
+	return nil, cerr
+}
+
+// checkBucket returns nil if the bucket exists and is accessible, ErrMisconfigured if S3
+// says it does not exist, or the classified failure.
+func (d *Driver) checkBucket(ctx context.Context) error {
+	_, err := d.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.bucket})
+	if err == nil {
+		return nil
+	}
+	cerr := failErr(ctx, err)
+	if errors.Is(cerr, driver.ErrNotFound) {
+		return fmt.Errorf("bucket %q: %w", d.bucket, driver.ErrMisconfigured)
+	}
+	return cerr
+}
+
+// failErr is fail without the PathError.
+func failErr(ctx context.Context, err error) error {
+	return fail(ctx, "", "", err).(*driver.PathError).Err
+}
+
+// Reader implements driver.Driver.
+func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
+	if err := driver.CheckPath(p); err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, &driver.PathError{Op: "reader", Path: p, Err: fmt.Errorf("negative offset %d: %w", offset, driver.ErrPreconditionFailed)}
+	}
+	empty := func() (io.ReadCloser, error) {
+		info, err := d.Stat(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		if offset > info.Size {
+			return nil, &driver.PathError{Op: "reader", Path: p, Err: fmt.Errorf("offset %d past size %d: %w", offset, info.Size, driver.ErrPreconditionFailed)}
+		}
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	if length == 0 {
+		return empty()
+	}
+	in := &s3.GetObjectInput{Bucket: &d.bucket, Key: aws.String(d.key(p))}
+	switch {
+	case length > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1))
+	case offset > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
+	}
+	out, err := d.client.GetObject(ctx, in)
+	if err != nil {
+		ferr := fail(ctx, "reader", p, err)
+		if errors.Is(ferr, driver.ErrPreconditionFailed) && in.Range != nil {
+			// 416: the range starts at or past the end (offset == size, or any range
+			// of an empty object).
+			return empty()
+		}
+		return nil, ferr
+	}
+	return &body{ctx: ctx, rc: out.Body, path: p}, nil
+}
+
+// body classifies the errors of a GetObject body stream.
+type body struct {
+	ctx  context.Context
+	rc   io.ReadCloser
+	path string
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		err = fail(b.ctx, "read", b.path, err)
+	}
+	return n, err
+}
+
+func (b *body) Close() error { return b.rc.Close() }
+
+// Put implements driver.Driver. Bodies up to the part size are sent with one PutObject;
+// larger ones (or an unknown size that turns out larger) stream through a multipart
+// Writer, which is atomic too.
+func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
+	if err := driver.CheckPath(p); err != nil {
+		return err
+	}
+	if size > d.chunk {
+		return d.putMultipart(ctx, p, nil, r)
+	}
+	want := size
+	if want < 0 {
+		want = d.chunk + 1
+	}
+	buf := make([]byte, want)
+	n, err := io.ReadFull(r, buf)
+	if size < 0 {
+		if err == nil {
+			// More than a part: continue as a multipart upload.
+			return d.putMultipart(ctx, p, buf, r)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = nil
+		}
+	}
+	if err != nil {
+		return &driver.PathError{Op: "put", Path: p, Err: fmt.Errorf("reading body: %w", err)}
+	}
+	if _, err := d.putObject(ctx, d.key(p), buf[:n], true); err != nil {
+		return &driver.PathError{Op: "put", Path: p, Err: err}
+	}
+	return nil
+}
+
+func (d *Driver) putMultipart(ctx context.Context, p string, head []byte, r io.Reader) error {
+	w := d.newWriter(ctx, p)
+	_, err := w.Write(head)
+	if err == nil {
+		_, err = io.Copy(w, r)
+	}
+	if err != nil {
+		_ = w.Abort(context.WithoutCancel(ctx))
+		var pe *driver.PathError
+		if errors.As(err, &pe) {
+			return err
+		}
+		return &driver.PathError{Op: "put", Path: p, Err: fmt.Errorf("reading body: %w", err)}
+	}
+	return w.Commit(ctx)
+}
+
+// putObject stores b at key with one PutObject, with the configured encryption (and
+// storage class when data is true: sidecars stay in the default class).
+func (d *Driver) putObject(ctx context.Context, key string, b []byte, data bool, meta ...string) (*s3.PutObjectOutput, error) {
+	in := &s3.PutObjectInput{
+		Bucket:        &d.bucket,
+		Key:           &key,
+		Body:          bytes.NewReader(b),
+		ContentLength: aws.Int64(int64(len(b))),
+	}
+	d.encryption(&in.ServerSideEncryption, &in.SSEKMSKeyId)
+	if data {
+		in.StorageClass = d.storageClass
+	}
+	if len(meta) > 0 {
+		in.Metadata = map[string]string{}
+		for i := 0; i+1 < len(meta); i += 2 {
+			in.Metadata[meta[i]] = meta[i+1]
+		}
+	}
+	out, err := d.client.PutObject(ctx, in)
+	if err != nil {
+		return nil, failErr(ctx, err)
+	}
+	return out, nil
+}
+
+// encryption sets the configured server-side encryption on a request.
+func (d *Driver) encryption(sse *types.ServerSideEncryption, kmsKey **string) {
+	*sse = d.sse
+	if d.kmsKeyID != "" {
+		*kmsKey = aws.String(d.kmsKeyID)
+	}
+}
+
+// Delete implements driver.Driver: the object at p if there is one, else everything under
+// p + "/". S3's DeleteObject succeeds on a missing key, so the object is looked up first.
+func (d *Driver) Delete(ctx context.Context, p string) error {
+	if err := driver.CheckPath(p); err != nil {
+		return err
+	}
+	key := d.key(p)
+	_, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key})
+	if err == nil {
+		if _, err := d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &d.bucket, Key: &key}); err != nil {
+			return fail(ctx, "delete", p, err)
+		}
+		return nil
+	}
+	if ferr := fail(ctx, "delete", p, err); !errors.Is(ferr, driver.ErrNotFound) {
+		return ferr
+	}
+	// No object (or no bucket: the listing below reports NoSuchBucket).
+	n, err := d.deletePrefix(ctx, key+"/")
+	if err != nil {
+		return &driver.PathError{Op: "delete", Path: p, Err: err}
+	}
+	if n == 0 {
+		return &driver.PathError{Op: "delete", Path: p, Err: driver.ErrNotFound}
+	}
+	return nil
+}
+
+// deletePrefix deletes every key starting with prefix, in DeleteObjects batches, and
+// returns how many it deleted.
+func (d *Driver) deletePrefix(ctx context.Context, prefix string) (int, error) {
+	deleted := 0
+	var token *string
+	for {
+		out, err := d.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+			Bucket: &d.bucket, Prefix: &prefix, ContinuationToken: token, MaxKeys: aws.Int32(deleteBatch),
+		})
+		if err != nil {
+			return deleted, failErr(ctx, err)
+		}
+		if len(out.Contents) > 0 {
+			ids := make([]types.ObjectIdentifier, len(out.Contents))
+			for i, obj := range out.Contents {
+				ids[i] = types.ObjectIdentifier{Key: obj.Key}
+			}
+			res, err := d.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+				Bucket: &d.bucket,
+				Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+			})
+			if err != nil {
+				return deleted, failErr(ctx, err)
+			}
+			if len(res.Errors) > 0 {
+				e := res.Errors[0]
+				return deleted, classify(&objectError{
+					key: aws.ToString(e.Key), code: aws.ToString(e.Code), message: aws.ToString(e.Message),
+				})
+			}
+			deleted += len(ids)
+		}
+		if !aws.ToBool(out.IsTruncated) || out.NextContinuationToken == nil {
+			return deleted, nil
+		}
+		token = out.NextContinuationToken
+	}
+}
+
+// objectError is a per-key failure reported inside a successful DeleteObjects response.
+// It implements smithy.APIError so classify maps its code like any other.
+type objectError struct{ key, code, message string }
+
+func (e *objectError) Error() string {
+	return fmt.Sprintf("delete %s: %s: %s", e.key, e.code, e.message)
+}
+func (e *objectError) ErrorCode() string    { return e.code }
+func (e *objectError) ErrorMessage() string { return e.message }
+
+// ErrorFault is part of smithy.APIError.
+func (e *objectError) ErrorFault() smithy.ErrorFault { return smithy.FaultUnknown }
+
+// URL implements driver.Driver with a presigned GetObject.
+func (d *Driver) URL(ctx context.Context, p string, expiry time.Duration) (string, error) {
+	if err := driver.CheckPath(p); err != nil {
+		return "", err
+	}
+	req, err := d.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &d.bucket, Key: aws.String(d.key(p))},
+		s3.WithPresignExpires(expiry))
+	if err != nil {
+		return "", fail(ctx, "url", p, err)
+	}
+	return req.URL, nil
+}
