@@ -118,7 +118,10 @@ func testMisconfigured(t *testing.T, m *testenv.MinIO) {
 			}
 			return err
 		}},
-		{"ReaderMissing", func(ctx context.Context, d driver.Driver) error { _, err := d.Reader(ctx, "missing", 0, -1); return err }},
+		{"ReaderMissing", func(ctx context.Context, d driver.Driver) error {
+			_, err := d.Reader(ctx, "missing", 0, -1)
+			return err
+		}},
 		{"Put", func(ctx context.Context, d driver.Driver) error {
 			return d.Put(ctx, "new", bytes.NewReader([]byte("y")), 1)
 		}},
@@ -426,14 +429,29 @@ func testSidecarHidden(t *testing.T, m *testenv.MinIO) {
 	if _, err := w.Write([]byte("x")); err == nil {
 		t.Error("write after State succeeded")
 	}
+	// A State that adds nothing still supersedes the one it resumed from.
 	w, err = d.Writer(ctx, "s/data", st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2, err := w.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Writer(ctx, "s/data", st); !errors.Is(err, driver.ErrPreconditionFailed) {
+		t.Errorf("resume from a superseded state of the same size: want ErrPreconditionFailed, got %v", err)
+	}
+	if _, err := d.Writer(ctx, "s/other", st2); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("resume of a state at another path: want ErrNotFound, got %v", err)
+	}
+	w, err = d.Writer(ctx, "s/data", st2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Writer(ctx, "s/data", st); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := d.Writer(ctx, "s/data", st2); !errors.Is(err, driver.ErrNotFound) {
 		t.Errorf("resume of a committed session: want ErrNotFound, got %v", err)
 	}
 	if err := d.Delete(ctx, "s/data"); err != nil {

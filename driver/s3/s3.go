@@ -396,37 +396,39 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 		return err
 	}
 	if size > d.chunk {
-		return d.putMultipart(ctx, p, nil, r)
+		return d.putMultipart(ctx, p, nil, r, size)
 	}
-	want := size
-	if want < 0 {
-		want = d.chunk + 1
-	}
-	buf := make([]byte, want)
-	n, err := io.ReadFull(r, buf)
-	if size < 0 {
-		if err == nil {
+	var buf []byte
+	var err error
+	if size >= 0 {
+		buf = make([]byte, size)
+		_, err = io.ReadFull(r, buf)
+	} else {
+		buf, err = io.ReadAll(io.LimitReader(r, d.chunk+1))
+		if err == nil && int64(len(buf)) > d.chunk {
 			// More than a part: continue as a multipart upload.
-			return d.putMultipart(ctx, p, buf, r)
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			err = nil
+			return d.putMultipart(ctx, p, buf, r, -1)
 		}
 	}
 	if err != nil {
 		return &driver.PathError{Op: "put", Path: p, Err: fmt.Errorf("reading body: %w", err)}
 	}
-	if _, err := d.putObject(ctx, d.key(p), buf[:n], true); err != nil {
+	if _, err := d.putObject(ctx, d.key(p), buf, true); err != nil {
 		return &driver.PathError{Op: "put", Path: p, Err: err}
 	}
 	return nil
 }
 
-func (d *Driver) putMultipart(ctx context.Context, p string, head []byte, r io.Reader) error {
+// putMultipart streams head and then r through a Writer and commits it; size >= 0 is
+// the exact total expected.
+func (d *Driver) putMultipart(ctx context.Context, p string, head []byte, r io.Reader, size int64) error {
 	w := d.newWriter(ctx, p)
 	_, err := w.Write(head)
 	if err == nil {
 		_, err = io.Copy(w, r)
+	}
+	if err == nil && size >= 0 && w.Size() != size {
+		err = fmt.Errorf("body of %d bytes, want %d: %w", w.Size(), size, io.ErrUnexpectedEOF)
 	}
 	if err != nil {
 		_ = w.Abort(context.WithoutCancel(ctx))
