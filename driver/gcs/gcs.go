@@ -1,0 +1,523 @@
+// Package gcs is the driver.Driver on Google Cloud Storage, built on the
+// cloud.google.com/go/storage client over the JSON API (uploads, listings, compose, copy)
+// and the XML API for reads. It also runs against fake-gcs-server, the GCS emulator.
+//
+// Objects are named <rootdirectory>/<path> in one bucket. Put is a single upload, which GCS
+// makes visible atomically. A Writer uploads its data as temporary component objects and,
+// on Commit, composes them server-side into the object (see writer.go); its session lives
+// in the bucket, so any process sharing it can resume the session. The temporary objects
+// sit next to the object's path under a name containing "~", a character no driver path
+// may contain: List never shows them, and deleting the directory that holds an
+// unfinished upload deletes them too. Copy is a server-side rewrite; URL signs a V4 URL
+// when the configured credentials hold a service account key.
+//
+// Not found: GCS answers 404 both for a missing object and for a missing bucket. Before
+// reporting ErrNotFound for an object, the driver lists the bucket (one request, only on
+// that path) and reports ErrMisconfigured if the bucket is missing, so ErrNotFound always
+// means the bucket exists and the object does not. This needs the storage.objects.list
+// permission, which a registry needs anyway.
+//
+// Who may import it: cmd/registryd and tests.
+package gcs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"github.com/googleapis/gax-go/v2"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
+
+	"github.com/registryd/registryd/config"
+	"github.com/registryd/registryd/driver"
+)
+
+const (
+	// defaultChunkSize is the part size when config.GCS.ChunkSize is 0.
+	defaultChunkSize = 16 << 20
+	// minChunkSize and maxChunkSize bound config.GCS.ChunkSize: parts are held in memory,
+	// and tiny parts would multiply the component objects of an upload.
+	minChunkSize = 256 << 10
+	maxChunkSize = 1 << 30
+	// defaultConcurrency is the number of parts of one Writer in flight when
+	// config.GCS.MaxConcurrency is 0; maxConcurrency bounds it.
+	defaultConcurrency = 4
+	maxConcurrency     = 64
+	// defaultMemoryBudget caps the bytes of part buffers across all writers of a Driver.
+	defaultMemoryBudget = 512 << 20
+	// deleteConcurrency bounds the parallel object deletes of a recursive Delete or of a
+	// writer's clean-up.
+	deleteConcurrency = 16
+	// maxURLExpiry is the longest validity of a V4 signed URL.
+	maxURLExpiry = 7 * 24 * time.Hour
+	// hiddenMark is the character that marks the driver's own objects (writer sessions).
+	// driver.ValidPath excludes it, so it never occurs in a caller's path.
+	hiddenMark = "~"
+)
+
+// Driver stores objects in one Google Cloud Storage bucket. It is safe for concurrent use,
+// and several processes may share the bucket.
+type Driver struct {
+	client     *storage.Client
+	bucket     *storage.BucketHandle
+	bucketName string
+	// root is the configured root directory without slashes ("" for none).
+	root string
+
+	chunk       int64
+	concurrency int
+	// budget caps the bytes of part buffers held by all writers of this Driver.
+	budget *semaphore.Weighted
+	// bufs recycles full-size part buffers (*[]byte of capacity chunk).
+	bufs sync.Pool
+
+	// signer signs URLs; nil when the credentials hold no service account key.
+	signer *signer
+	// insecure is set when the endpoint is plain http (an emulator): signed URLs use http.
+	insecure bool
+	// retry bounds the driver's own retries of writer uploads and composes (the client
+	// retries its idempotent calls itself).
+	retry driver.RetryPolicy
+}
+
+// signer is what V4 URL signing needs from a service account key.
+type signer struct {
+	email string
+	key   []byte
+}
+
+var _ driver.Driver = (*Driver)(nil)
+
+// New returns a driver for cfg. It validates the configuration and builds the client but
+// makes no request: a missing bucket or refused credentials surface as ErrMisconfigured or
+// ErrPermission from the first operation, not here.
+//
+// cfg.Bucket is required. Credentials come from cfg.Credentials (the JSON inline) or
+// cfg.KeyFile (a JSON file), at most one of them; without either, Application Default
+// Credentials are used (GOOGLE_APPLICATION_CREDENTIALS, GKE workload identity, the metadata
+// server), except that a plain-http endpoint (an emulator) is used without authentication.
+// The endpoint is cfg.Endpoint or else the STORAGE_EMULATOR_HOST environment variable
+// ("host:port" or a URL); a URL without a path gets "/storage/v1/". ChunkSize (default
+// 16 MiB, from 256 KiB to 1 GiB) is the part size of writers; MaxConcurrency (default 4)
+// the number of parts of one writer uploaded in parallel. The part buffers of all writers
+// of the driver share a 512 MiB budget (at least one part). ctx is used only while
+// building the client.
+func New(ctx context.Context, cfg config.GCS) (*Driver, error) {
+	if cfg.Bucket == "" {
+		return nil, errors.New("gcs: bucket is required")
+	}
+	if strings.ContainsAny(cfg.Bucket, "/ ") {
+		return nil, fmt.Errorf("gcs: bucket: %q is not a bucket name", cfg.Bucket)
+	}
+	switch {
+	case cfg.ChunkSize == 0:
+		cfg.ChunkSize = defaultChunkSize
+	case cfg.ChunkSize < minChunkSize || cfg.ChunkSize > maxChunkSize:
+		return nil, fmt.Errorf("gcs: chunksize: must be between %d and %d, got %d", minChunkSize, maxChunkSize, cfg.ChunkSize)
+	}
+	switch {
+	case cfg.MaxConcurrency == 0:
+		cfg.MaxConcurrency = defaultConcurrency
+	case cfg.MaxConcurrency < 0 || cfg.MaxConcurrency > maxConcurrency:
+		return nil, fmt.Errorf("gcs: maxconcurrency: must be between 1 and %d, got %d", maxConcurrency, cfg.MaxConcurrency)
+	}
+	root := strings.Trim(cfg.RootDirectory, "/")
+	if root != "" {
+		if err := driver.CheckPath(root); err != nil {
+			return nil, fmt.Errorf("gcs: rootdirectory %q: %w", cfg.RootDirectory, err)
+		}
+	}
+
+	d := &Driver{
+		bucketName:  cfg.Bucket,
+		root:        root,
+		chunk:       cfg.ChunkSize,
+		concurrency: cfg.MaxConcurrency,
+		budget:      semaphore.NewWeighted(max(defaultMemoryBudget, cfg.ChunkSize)),
+		retry:       driver.RetryPolicy{MaxAttempts: 4, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second},
+	}
+
+	var opts []option.ClientOption
+	endpoint, err := endpointURL(cfg.Endpoint, os.Getenv("STORAGE_EMULATOR_HOST"))
+	if err != nil {
+		return nil, err
+	}
+	if endpoint != nil {
+		opts = append(opts, option.WithEndpoint(endpoint.String()))
+		d.insecure = endpoint.Scheme == "http"
+	}
+
+	creds, err := credentialsJSON(cfg)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case creds != nil:
+		var head struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(creds, &head); err != nil || head.Type == "" {
+			return nil, errors.New("gcs: credentials: not a Google credentials JSON document")
+		}
+		opts = append(opts, option.WithAuthCredentialsJSON(option.CredentialsType(head.Type), creds))
+		d.signer = parseSigner(creds)
+	case d.insecure:
+		opts = append(opts, option.WithoutAuthentication())
+	default:
+		// Application Default Credentials; a service account key file named by
+		// GOOGLE_APPLICATION_CREDENTIALS can also sign URLs.
+		if f := os.Getenv("GOOGLE_APPLICATION_CREDENTIALS"); f != "" {
+			if b, err := os.ReadFile(f); err == nil {
+				d.signer = parseSigner(b)
+			}
+		}
+	}
+
+	client, err := storage.NewClient(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("gcs: client: %w", err)
+	}
+	client.SetRetry(
+		storage.WithBackoff(gax.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2}),
+		storage.WithMaxAttempts(5),
+	)
+	d.client = client
+	d.bucket = client.Bucket(cfg.Bucket)
+	return d, nil
+}
+
+// endpointURL returns the JSON API endpoint from the configured endpoint or else the
+// emulator host, or nil for the default endpoint.
+func endpointURL(configured, emulatorHost string) (*url.URL, error) {
+	raw := configured
+	if raw == "" {
+		raw = emulatorHost
+		if raw != "" && !strings.Contains(raw, "://") {
+			raw = "http://" + raw
+		}
+	}
+	if raw == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		return nil, fmt.Errorf("gcs: endpoint: want an http(s) URL without query, got %q", raw)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/storage/v1/"
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	return u, nil
+}
+
+// credentialsJSON returns the configured credentials document, or nil for Application
+// Default Credentials.
+func credentialsJSON(cfg config.GCS) ([]byte, error) {
+	switch {
+	case cfg.Credentials != "" && cfg.KeyFile != "":
+		return nil, errors.New("gcs: credentials and keyfile: set at most one")
+	case cfg.Credentials != "":
+		return []byte(cfg.Credentials), nil
+	case cfg.KeyFile != "":
+		b, err := os.ReadFile(cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("gcs: keyfile: %w", err)
+		}
+		return b, nil
+	}
+	return nil, nil
+}
+
+// parseSigner returns the URL signer of a service account key document, or nil.
+func parseSigner(b []byte) *signer {
+	var sa struct {
+		Type        string `json:"type"`
+		ClientEmail string `json:"client_email"`
+		PrivateKey  string `json:"private_key"`
+	}
+	if json.Unmarshal(b, &sa) != nil || sa.Type != "service_account" || sa.ClientEmail == "" || sa.PrivateKey == "" {
+		return nil
+	}
+	return &signer{email: sa.ClientEmail, key: []byte(sa.PrivateKey)}
+}
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return "gcs" }
+
+// Close releases the client's connections. The driver must not be used afterwards.
+func (d *Driver) Close() error { return d.client.Close() }
+
+// key returns the object name of a caller's path.
+func (d *Driver) key(p string) string {
+	if d.root == "" {
+		return p
+	}
+	return d.root + "/" + p
+}
+
+// dirPrefix returns the object name prefix of the entries of directory dir ("" is the root).
+func (d *Driver) dirPrefix(dir string) string {
+	switch {
+	case dir == "" && d.root == "":
+		return ""
+	case dir == "":
+		return d.root + "/"
+	default:
+		return d.key(dir) + "/"
+	}
+}
+
+// pathOf returns the caller's path of an object name under the root.
+func (d *Driver) pathOf(name string) string {
+	if d.root == "" {
+		return name
+	}
+	return strings.TrimPrefix(name, d.root+"/")
+}
+
+// check validates p and ctx before any backend call.
+func check(ctx context.Context, op, p string) error {
+	if err := driver.CheckPath(p); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return &driver.PathError{Op: op, Path: p, Err: err}
+	}
+	return nil
+}
+
+// fail wraps a classified error for op on p. If ctx has ended, the error wraps ctx.Err()
+// whatever the SDK made of the cancellation, so callers can test for it.
+func fail(ctx context.Context, op, p string, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		err = fmt.Errorf("%w (%v)", cerr, err)
+	}
+	return &driver.PathError{Op: op, Path: p, Err: err}
+}
+
+// notFound classifies err from an object-level call. When it says the object does not
+// exist, the bucket is listed to tell a missing object (ErrNotFound) from a missing bucket
+// (ErrMisconfigured), which GCS answers with the same 404.
+func (d *Driver) notFound(ctx context.Context, err error) error {
+	c := classify(err)
+	if !errors.Is(c, driver.ErrNotFound) {
+		return c
+	}
+	q := &storage.Query{Prefix: d.root, Projection: storage.ProjectionNoACL}
+	if err := q.SetAttrSelection([]string{"Name"}); err != nil {
+		return classifyNoObject(err)
+	}
+	it := d.bucket.Objects(ctx, q)
+	it.PageInfo().MaxSize = 1
+	if _, lerr := it.Next(); lerr != nil && !errors.Is(lerr, iterator.Done) {
+		return classifyNoObject(lerr)
+	}
+	return c
+}
+
+// Stat implements driver.Driver.
+func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
+	if err := check(ctx, "stat", p); err != nil {
+		return driver.Info{}, err
+	}
+	attrs, err := d.bucket.Object(d.key(p)).Attrs(ctx)
+	if err != nil {
+		return driver.Info{}, fail(ctx, "stat", p, d.notFound(ctx, err))
+	}
+	return driver.Info{Path: p, Size: attrs.Size, ModTime: attrs.Updated}, nil
+}
+
+// Reader implements driver.Driver.
+func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
+	if err := check(ctx, "reader", p); err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, &driver.PathError{Op: "reader", Path: p, Err: fmt.Errorf("%w: negative offset %d", driver.ErrPreconditionFailed, offset)}
+	}
+	if length < 0 {
+		length = -1
+	}
+	r, err := d.bucket.Object(d.key(p)).NewRangeReader(ctx, offset, length)
+	if err != nil {
+		c := d.notFound(ctx, err)
+		if errors.Is(c, errInvalidRange) {
+			// The object exists and offset is its size (callers guarantee offset <= size).
+			return io.NopCloser(strings.NewReader("")), nil
+		}
+		return nil, fail(ctx, "reader", p, c)
+	}
+	return &reader{r: r, ctx: ctx, p: p}, nil
+}
+
+// reader classifies the errors of a streaming read. It keeps the Reader's ctx only to
+// report a cancellation as such.
+type reader struct {
+	r   *storage.Reader
+	ctx context.Context
+	p   string
+}
+
+func (r *reader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fail(r.ctx, "read", r.p, classify(err))
+	}
+	return n, err
+}
+
+func (r *reader) Close() error { return r.r.Close() }
+
+// Put implements driver.Driver. The body is streamed in one upload request; GCS makes the
+// object visible only when the request completes, so a failed or cancelled Put leaves the
+// previous object (or none) in place.
+func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
+	if err := check(ctx, "put", p); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := d.bucket.Object(d.key(p)).NewWriter(cctx)
+	w.ChunkSize = 0 // one request, no buffering: Put is for small objects
+	w.ContentType = "application/octet-stream"
+	n, err := io.Copy(w, r)
+	if err == nil && size >= 0 && n != size {
+		err = fmt.Errorf("%w: body has %d bytes, size says %d", driver.ErrPreconditionFailed, n, size)
+	}
+	if err != nil {
+		// Abandon the upload (a failure of r or of the upload itself, which the library
+		// reports through Write too): cancelling before Close never finalizes the object.
+		cancel()
+		_ = w.Close()
+		return fail(ctx, "put", p, classifyNoObject(err))
+	}
+	if err := w.Close(); err != nil {
+		return fail(ctx, "put", p, classifyNoObject(err))
+	}
+	return nil
+}
+
+// Delete implements driver.Driver.
+func (d *Driver) Delete(ctx context.Context, p string) error {
+	if err := check(ctx, "delete", p); err != nil {
+		return err
+	}
+	err := d.bucket.Object(d.key(p)).Delete(ctx)
+	if err == nil {
+		return nil
+	}
+	if c := classify(err); !errors.Is(c, driver.ErrNotFound) {
+		return fail(ctx, "delete", p, c)
+	}
+	// No object at p: delete everything under the directory p. The listing also tells a
+	// missing bucket from a missing object.
+	visible, err := d.deletePrefix(ctx, d.key(p)+"/")
+	if err != nil {
+		return fail(ctx, "delete", p, err)
+	}
+	if visible == 0 {
+		return &driver.PathError{Op: "delete", Path: p, Err: driver.ErrNotFound}
+	}
+	return nil
+}
+
+// deletePrefix deletes every object whose name begins with prefix and returns how many of
+// them were caller objects (not the driver's hidden ones). Objects that vanish meanwhile
+// count as deleted by someone else and are skipped.
+func (d *Driver) deletePrefix(ctx context.Context, prefix string) (visible int, err error) {
+	q := &storage.Query{Prefix: prefix, Projection: storage.ProjectionNoACL}
+	if err := q.SetAttrSelection([]string{"Name"}); err != nil {
+		return 0, classifyNoObject(err)
+	}
+	it := d.bucket.Objects(ctx, q)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(deleteConcurrency)
+	var mu sync.Mutex
+	for {
+		attrs, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			_ = g.Wait()
+			return 0, classifyNoObject(err)
+		}
+		name := attrs.Name
+		g.Go(func() error {
+			err := d.bucket.Object(name).Delete(gctx)
+			if err != nil {
+				if c := classify(err); !errors.Is(c, driver.ErrNotFound) {
+					return c
+				}
+				return nil
+			}
+			if !strings.Contains(name[len(prefix):], hiddenMark) {
+				mu.Lock()
+				visible++
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	return visible, nil
+}
+
+// Copy implements driver.Driver with a server-side rewrite (the library repeats the
+// rewrite call until GCS reports it done).
+func (d *Driver) Copy(ctx context.Context, src, dst string) error {
+	if err := check(ctx, "copy", src); err != nil {
+		return err
+	}
+	if err := check(ctx, "copy", dst); err != nil {
+		return err
+	}
+	c := d.bucket.Object(d.key(dst)).CopierFrom(d.bucket.Object(d.key(src)))
+	c.ContentType = "application/octet-stream"
+	if _, err := c.Run(ctx); err != nil {
+		return fail(ctx, "copy", src, d.notFound(ctx, err))
+	}
+	return nil
+}
+
+// URL implements driver.Driver: a V4 signed GET URL when the credentials hold a service
+// account key, else ErrUnsupported. Expiries beyond 7 days (the V4 limit) are
+// ErrUnsupported too.
+func (d *Driver) URL(ctx context.Context, p string, expiry time.Duration) (string, error) {
+	if err := check(ctx, "url", p); err != nil {
+		return "", err
+	}
+	if d.signer == nil {
+		return "", &driver.PathError{Op: "url", Path: p, Err: fmt.Errorf("%w: the credentials hold no service account key to sign with", driver.ErrUnsupported)}
+	}
+	if expiry <= 0 || expiry > maxURLExpiry {
+		return "", &driver.PathError{Op: "url", Path: p, Err: fmt.Errorf("%w: expiry %v outside (0, %v]", driver.ErrUnsupported, expiry, maxURLExpiry)}
+	}
+	u, err := d.bucket.SignedURL(d.key(p), &storage.SignedURLOptions{
+		GoogleAccessID: d.signer.email,
+		PrivateKey:     d.signer.key,
+		Method:         "GET",
+		Expires:        time.Now().Add(expiry),
+		Scheme:         storage.SigningSchemeV4,
+		Insecure:       d.insecure,
+	})
+	if err != nil {
+		return "", &driver.PathError{Op: "url", Path: p, Err: fmt.Errorf("%w: sign: %w", driver.ErrMisconfigured, err)}
+	}
+	return u, nil
+}
