@@ -13,6 +13,7 @@ func backends() []backend {
 	return []backend{
 		{"filesystem", filesystemBackend, false},
 		{"inmemory", inmemoryBackend, false},
+		{"s3", s3Backend, true},
 		{"azure", azureBackend, true},
 	}
 }
@@ -21,4 +22,14 @@ func azureBackend(t *testing.T) string {
 	a := testenv.StartAzurite(t)
 	return fmt.Sprintf("  azure:\n    accountname: %s\n    accountkey: %q\n    container: %s\n    serviceurl: %s\n",
 		a.Account, a.Key, a.NewContainer(t), a.ServiceURL)
+}
+
+func s3Backend(t *testing.T) string {
+	m := testenv.StartMinIO(t)
+	return s3Storage(m, m.NewBucket(t), m.AccessKey, m.SecretKey, m.Endpoint)
+}
+
+func s3Storage(m *testenv.MinIO, bucket, access, secret, endpoint string) string {
+	return fmt.Sprintf("  s3:\n    bucket: %s\n    region: %s\n    regionendpoint: %s\n    forcepathstyle: true\n"+
+		"    accesskey: %s\n    secretkey: %q\n    chunksize: 5242880\n", bucket, m.Region, endpoint, access, secret)
 }

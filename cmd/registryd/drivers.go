@@ -9,6 +9,7 @@ import (
 	"github.com/registryd/registryd/driver/azure"
 	"github.com/registryd/registryd/driver/filesystem"
 	"github.com/registryd/registryd/driver/inmemory"
+	"github.com/registryd/registryd/driver/s3"
 )
 
 // openDriver builds the configured storage driver (config.Validate guarantees exactly one).
@@ -19,6 +20,8 @@ func openDriver(ctx context.Context, cfg *config.Config) (driver.Driver, error) 
 		return filesystem.New(*s.Filesystem)
 	case s.InMemory != nil:
 		return inmemory.New(), nil
+	case s.S3 != nil:
+		return s3.New(ctx, *s.S3)
 	case s.Azure != nil:
 		return azure.New(ctx, *s.Azure)
 	}
