@@ -34,9 +34,9 @@ const partSize = 5 << 20
 
 // tokenServer is a stand-in for Google's OAuth token endpoint: it grants every JWT
 // assertion, or refuses every one as Google refuses a revoked key.
-func tokenServer(t *testing.T, refuse bool) *httptest.Server {
+func tokenServer(t *testing.T, refuse bool) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
-	var calls atomic.Int64
+	calls := new(atomic.Int64)
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		_ = r.ParseForm()
@@ -49,7 +49,7 @@ func tokenServer(t *testing.T, refuse bool) *httptest.Server {
 		_, _ = io.WriteString(w, `{"access_token":"test-token","token_type":"Bearer","expires_in":3600}`)
 	}))
 	t.Cleanup(s.Close)
-	return s
+	return s, calls
 }
 
 // serviceAccountKey returns a service account key document with a fresh RSA key whose
@@ -94,7 +94,8 @@ func newDriver(t *testing.T, cfg config.GCS) *Driver {
 func TestConformance(t *testing.T) {
 	gcs := testenv.StartFakeGCS(t)
 	keyFile := filepath.Join(t.TempDir(), "key.json")
-	if err := os.WriteFile(keyFile, serviceAccountKey(t, tokenServer(t, false).URL+"/token"), 0o600); err != nil {
+	tokens, calls := tokenServer(t, false)
+	if err := os.WriteFile(keyFile, serviceAccountKey(t, tokens.URL+"/token"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d := newDriver(t, config.GCS{
@@ -105,6 +106,9 @@ func TestConformance(t *testing.T) {
 		t.Fatal("a service account key did not give a URL signer")
 	}
 	testsuite.Run(t, testsuite.Harness{Driver: d, PartSize: partSize})
+	if calls.Load() == 0 {
+		t.Error("the client never asked the token endpoint: requests went unauthenticated")
+	}
 }
 
 // TestEmulatorHostAndNoKey: STORAGE_EMULATOR_HOST alone selects the emulator without
@@ -331,6 +335,7 @@ func expectClass(t *testing.T, d *Driver, want error, within time.Duration) {
 	for _, op := range ops {
 		start := time.Now()
 		err := op.fn()
+		t.Logf("%s: %v", op.name, err)
 		if !errors.Is(err, want) || errors.Is(err, driver.ErrNotFound) {
 			t.Errorf("%s: want %v (and not ErrNotFound), got %v", op.name, want, err)
 		}
@@ -357,7 +362,13 @@ func TestMisconfiguration(t *testing.T) {
 		// The token endpoint refuses the key (invalid_grant), as Google does for a deleted
 		// or revoked service account key.
 		cfg := base
-		cfg.Credentials = string(serviceAccountKey(t, tokenServer(t, true).URL+"/token"))
+		refusing, calls := tokenServer(t, true)
+		cfg.Credentials = string(serviceAccountKey(t, refusing.URL+"/token"))
+		defer func() {
+			if calls.Load() == 0 {
+				t.Error("the token endpoint was never asked")
+			}
+		}()
 		expectClass(t, newDriver(t, cfg), driver.ErrPermission, 30*time.Second)
 	})
 
