@@ -15,64 +15,41 @@ import (
 	"github.com/registryd/registryd/driver"
 )
 
-// codeClass maps S3 error codes (the <Code> of an error response, or the code the SDK
-// derives for bodiless HEAD responses) to the driver's sentinels. Codes absent from the
-// table are classified by their HTTP status.
-var codeClass = map[string]error{
+// codeClass maps an S3 error code (the <Code> of an error response, or the code the SDK
+// derives for bodiless HEAD responses) to the driver's sentinel; ok is false for codes it
+// does not know, which are classified by their HTTP status.
+func codeClass(code string) (class error, ok bool) {
+	switch code {
 	// The object, upload or version does not exist. "NotFound" is what the SDK reports for
 	// a bodiless 404 to HEAD; a HEAD answers 404 for a missing bucket too, so HeadObject
-	// callers confirm the bucket before trusting it (see Driver.stat).
-	"NoSuchKey":     driver.ErrNotFound,
-	"NotFound":      driver.ErrNotFound,
-	"NoSuchUpload":  driver.ErrNotFound,
-	"NoSuchVersion": driver.ErrNotFound,
-
+	// callers confirm the bucket before trusting it (see Driver.head).
+	case "NoSuchKey", "NotFound", "NoSuchUpload", "NoSuchVersion":
+		return driver.ErrNotFound, true
 	// The configuration points at something that does not exist or cannot work.
-	"NoSuchBucket":                       driver.ErrMisconfigured,
-	"InvalidBucketName":                  driver.ErrMisconfigured,
-	"PermanentRedirect":                  driver.ErrMisconfigured,
-	"AuthorizationHeaderMalformed":       driver.ErrMisconfigured,
-	"IllegalLocationConstraintException": driver.ErrMisconfigured,
-	"KMS.NotFoundException":              driver.ErrMisconfigured,
-	"NotImplemented":                     driver.ErrMisconfigured,
-
+	case "NoSuchBucket", "InvalidBucketName", "PermanentRedirect",
+		"AuthorizationHeaderMalformed", "IllegalLocationConstraintException",
+		"KMS.NotFoundException", "NotImplemented":
+		return driver.ErrMisconfigured, true
 	// Our credentials were refused.
-	"AccessDenied":              driver.ErrPermission,
-	"Forbidden":                 driver.ErrPermission,
-	"InvalidAccessKeyId":        driver.ErrPermission,
-	"SignatureDoesNotMatch":     driver.ErrPermission,
-	"ExpiredToken":              driver.ErrPermission,
-	"InvalidToken":              driver.ErrPermission,
-	"TokenRefreshRequired":      driver.ErrPermission,
-	"AccountProblem":            driver.ErrPermission,
-	"AllAccessDisabled":         driver.ErrPermission,
-	"InvalidSecurity":           driver.ErrPermission,
-	"RequestTimeTooSkewed":      driver.ErrPermission,
-	"KMS.AccessDeniedException": driver.ErrPermission,
-
+	case "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+		"ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AccountProblem",
+		"AllAccessDisabled", "InvalidSecurity", "RequestTimeTooSkewed", "KMS.AccessDeniedException":
+		return driver.ErrPermission, true
 	// The backend asked us to slow down (after the SDK's retries).
-	"SlowDown":                   driver.ErrThrottled,
-	"Throttling":                 driver.ErrThrottled,
-	"ThrottlingException":        driver.ErrThrottled,
-	"RequestLimitExceeded":       driver.ErrThrottled,
-	"RequestThrottled":           driver.ErrThrottled,
-	"TooManyRequests":            driver.ErrThrottled,
-	"TooManyRequestsException":   driver.ErrThrottled,
-	"ServiceUnavailable":         driver.ErrThrottled,
-	"KMS.ThrottlingException":    driver.ErrThrottled,
-	"XMinioServerNotInitialized": driver.ErrThrottled,
-
+	case "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+		"RequestThrottled", "TooManyRequests", "TooManyRequestsException", "ServiceUnavailable",
+		"KMS.ThrottlingException", "XMinioServerNotInitialized":
+		return driver.ErrThrottled, true
 	// A write's precondition does not hold (a conditional request, a part list that no
 	// longer matches the upload, a range past the end of the object).
-	"PreconditionFailed":         driver.ErrPreconditionFailed,
-	"ConditionalRequestConflict": driver.ErrPreconditionFailed,
-	"InvalidPart":                driver.ErrPreconditionFailed,
-	"InvalidPartOrder":           driver.ErrPreconditionFailed,
-	"InvalidRange":               driver.ErrPreconditionFailed,
-
+	case "PreconditionFailed", "ConditionalRequestConflict", "InvalidPart", "InvalidPartOrder",
+		"InvalidRange":
+		return driver.ErrPreconditionFailed, true
 	// The backend failed or timed out.
-	"InternalError":  driver.ErrUnavailable,
-	"RequestTimeout": driver.ErrUnavailable,
+	case "InternalError", "RequestTimeout":
+		return driver.ErrUnavailable, true
+	}
+	return nil, false
 }
 
 // classify maps an error returned by the AWS SDK onto exactly one of the driver's
@@ -92,7 +69,7 @@ func classify(err error) error {
 	}
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
-		if class, ok := codeClass[apiErr.ErrorCode()]; ok {
+		if class, ok := codeClass(apiErr.ErrorCode()); ok {
 			return wrap(class, err)
 		}
 	}
