@@ -14,6 +14,7 @@ func backends() []backend {
 		{"filesystem", filesystemBackend, false},
 		{"inmemory", inmemoryBackend, false},
 		{"s3", s3Backend, true},
+		{"gcs", gcsBackend, false},
 		{"azure", azureBackend, true},
 	}
 }
@@ -32,4 +33,14 @@ func s3Backend(t *testing.T) string {
 func s3Storage(m *testenv.MinIO, bucket, access, secret, endpoint string) string {
 	return fmt.Sprintf("  s3:\n    bucket: %s\n    region: %s\n    regionendpoint: %s\n    forcepathstyle: true\n"+
 		"    accesskey: %s\n    secretkey: %q\n    chunksize: 5242880\n", bucket, m.Region, endpoint, access, secret)
+}
+
+// gcsBackend runs on fake-gcs-server without credentials, so it cannot sign URLs.
+func gcsBackend(t *testing.T) string {
+	f := testenv.StartFakeGCS(t)
+	return gcsStorage(f.NewBucket(t), f.Endpoint)
+}
+
+func gcsStorage(bucket, endpoint string) string {
+	return fmt.Sprintf("  gcs:\n    bucket: %s\n    endpoint: %s\n    chunksize: 5242880\n", bucket, endpoint)
 }

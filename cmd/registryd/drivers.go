@@ -8,6 +8,7 @@ import (
 	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/driver/azure"
 	"github.com/registryd/registryd/driver/filesystem"
+	"github.com/registryd/registryd/driver/gcs"
 	"github.com/registryd/registryd/driver/inmemory"
 	"github.com/registryd/registryd/driver/s3"
 )
@@ -22,6 +23,8 @@ func openDriver(ctx context.Context, cfg *config.Config) (driver.Driver, error) 
 		return inmemory.New(), nil
 	case s.S3 != nil:
 		return s3.New(ctx, *s.S3)
+	case s.GCS != nil:
+		return gcs.New(ctx, *s.GCS)
 	case s.Azure != nil:
 		return azure.New(ctx, *s.Azure)
 	}
