@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/storage"
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/api/iterator"
 
 	"github.com/registryd/registryd/config"
@@ -261,6 +262,58 @@ func TestWriterSessions(t *testing.T) {
 		}
 	})
 
+	t.Run("BudgetOfOnePart", func(t *testing.T) {
+		// Concurrent writers sharing a budget of a single part buffer all finish, and a
+		// writer dropped mid-stream (its request failed) returns its budget when its ctx
+		// ends.
+		tight := newDriver(t, config.GCS{Bucket: bucket, Endpoint: gcs.Endpoint, ChunkSize: minChunkSize})
+		tight.budget = semaphore.NewWeighted(tight.chunk)
+		failed, cancel := context.WithCancel(ctx)
+		dropped, err := tight.Writer(failed, "s4/dropped", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dropped.Write(data[:smallBuffer+1]); err != nil { // holds the budget
+			t.Fatal(err)
+		}
+		cancel()
+		done := make(chan error, 4)
+		for i := range 4 {
+			go func() {
+				p := fmt.Sprintf("s4/w%d", i)
+				w, err := tight.Writer(ctx, p, nil)
+				if err != nil {
+					done <- err
+					return
+				}
+				for b := data[:3*minChunkSize+77]; len(b) > 0; b = b[min(len(b), 10000):] {
+					if _, err := w.Write(b[:min(len(b), 10000)]); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- w.Commit(ctx)
+			}()
+		}
+		timeout := time.After(60 * time.Second)
+		for range 4 {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-timeout:
+				t.Fatal("writers sharing a one-part budget are stuck")
+			}
+		}
+		if !tight.budget.TryAcquire(tight.chunk) {
+			t.Error("budget not returned after the writers ended")
+		}
+		if err := tight.Delete(ctx, "s4"); err != nil {
+			t.Error(err)
+		}
+	})
+
 	t.Run("DeleteRemovesAbandonedSession", func(t *testing.T) {
 		w, err := small.Writer(ctx, "s3/up/data", nil)
 		if err != nil {
@@ -284,7 +337,7 @@ func TestWriterSessions(t *testing.T) {
 func expectClass(t *testing.T, d *Driver, want error, within time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	resume := state{gen: 1}.encode()
+	resume := state{seq: 1, gen: 1}.encode()
 	ops := []struct {
 		name string
 		fn   func() error
@@ -436,7 +489,7 @@ func TestNewValidates(t *testing.T) {
 // TestEncodings checks that states and manifests round-trip and that damaged ones are
 // refused.
 func TestEncodings(t *testing.T) {
-	s := state{gen: 1_700_000_000_123_456, size: 256 << 30}
+	s := state{seq: 4000, gen: 1_700_000_000_123_456, size: 256 << 30}
 	_, _ = rand.Read(s.session[:])
 	b := s.encode()
 	if len(b) > 64 {

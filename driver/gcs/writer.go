@@ -2,7 +2,8 @@ package gcs
 
 // A Writer session for the object named K lives in hidden objects next to it:
 //
-//	K~<session>/m                 the manifest: every segment acknowledged so far
+//	K~<session>/m.<seq>           manifest number seq (hex): the segments acknowledged by
+//	                              the seq-th State of the session
 //	K~<session>/<writer>.<i>      full part i of one writer (chunksize bytes)
 //	K~<session>/<writer>.t        the tail a writer uploaded at State or Commit (< chunksize)
 //	K~<session>/<writer>.c<l>.<j> Commit's intermediate composites (more than 32 components)
@@ -14,22 +15,24 @@ package gcs
 // memory budget). Components need no minimum size: the bytes a writer holds at State are
 // uploaded as its tail and never read back; the next writer starts a new segment.
 //
-// State appends the writer's segment (writer id, part count, part size, tail length) to the
-// manifest with a generation precondition (the generation the writer resumed from, or
-// "does not exist" for a new session) and returns {session, manifest generation, size}.
-// The manifest's generation is the backend's record of the latest acknowledged state:
+// State writes manifest seq+1 (the segments so far plus the writer's own: writer id, part
+// count, part size, tail length) on condition that it does not exist yet, deletes manifest
+// seq, and returns {session, seq+1, its generation, size}. Every manifest name is written
+// once, so a fast series of States never meets GCS's limit of about one write per second to
+// one object name. The session's newest manifest is the backend's record of the latest
+// acknowledged state:
 //
-//   - resuming compares it with the state's and refuses a mismatch (a state superseded by
-//     a later State) with ErrPreconditionFailed; two writers resumed from the same state
-//     cannot both State, the second gets ErrPreconditionFailed;
+//   - resuming lists the session's manifests and refuses a state that is not the newest
+//     one (a state superseded by a later State) with ErrPreconditionFailed; two writers
+//     resumed from the same state cannot both State: the second finds its manifest taken;
 //   - bytes written after the last State (a failed request) are in objects no manifest
 //     names: a writer resumed from that state ignores them, Commit and Abort delete them.
 //
-// Commit checks the manifest generation once more, composes the components of all segments
-// in order into K (server-side, at most 32 sources per call, hierarchically beyond), deletes
-// the manifest, then everything else under K~<session>/. A writer that never stated and
-// holds less than one part uploads K directly. Abort deletes everything under
-// K~<session>/.
+// Commit checks once more that the session is still at its state, composes the components
+// of all segments in order into K (server-side, at most 32 sources per call,
+// hierarchically beyond), deletes the manifests (the session is gone from then on), then
+// everything else under K~<session>/. A writer that never stated and holds less than one
+// part uploads K directly. Abort deletes everything under K~<session>/.
 
 import (
 	"bytes"
@@ -42,11 +45,14 @@ import (
 	"hash/crc32"
 	"io"
 	mrand "math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"cloud.google.com/go/storage"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/api/iterator"
 
 	"github.com/registryd/registryd/driver"
 )
@@ -59,9 +65,10 @@ const (
 	idLen = 8
 	// maxComposeSources is GCS's limit of source objects per compose call.
 	maxComposeSources = 32
-	// firstBuffer is the initial capacity of a writer's first part buffer; it doubles up
-	// to the part size, so small uploads hold little memory.
-	firstBuffer = 256 << 10
+	// firstBuffer is the initial capacity of a writer's first buffer; it doubles up to
+	// smallBuffer outside the memory budget, then becomes a full part buffer (see grow).
+	firstBuffer = 32 << 10
+	smallBuffer = 256 << 10
 	// maxManifest bounds the manifest read on resume.
 	maxManifest = 16 << 20
 )
@@ -77,14 +84,16 @@ var (
 // state is the decoded resume state: well under 100 bytes.
 type state struct {
 	session [idLen]byte
-	gen     int64 // generation of the manifest written by the State that made this state
+	seq     int64 // number of the manifest written by the State that made this state
+	gen     int64 // that manifest's generation
 	size    int64
 }
 
 func (s state) encode() []byte {
-	b := make([]byte, 0, 1+idLen+2*binary.MaxVarintLen64+4)
+	b := make([]byte, 0, 1+idLen+3*binary.MaxVarintLen64+4)
 	b = append(b, stateVersion)
 	b = append(b, s.session[:]...)
+	b = binary.AppendUvarint(b, uint64(s.seq))
 	b = binary.AppendUvarint(b, uint64(s.gen))
 	b = binary.AppendUvarint(b, uint64(s.size))
 	return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
@@ -92,7 +101,7 @@ func (s state) encode() []byte {
 
 func decodeState(b []byte) (state, error) {
 	var s state
-	if len(b) < 1+idLen+2+4 || b[0] != stateVersion {
+	if len(b) < 1+idLen+3+4 || b[0] != stateVersion {
 		return s, errBadState
 	}
 	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
@@ -101,12 +110,14 @@ func decodeState(b []byte) (state, error) {
 	}
 	copy(s.session[:], body[1:])
 	r := bytes.NewReader(body[1+idLen:])
-	gen, err1 := binary.ReadUvarint(r)
-	size, err2 := binary.ReadUvarint(r)
-	if err1 != nil || err2 != nil || r.Len() != 0 || gen == 0 || gen > 1<<62 || size > 1<<62 {
+	seq, err1 := binary.ReadUvarint(r)
+	gen, err2 := binary.ReadUvarint(r)
+	size, err3 := binary.ReadUvarint(r)
+	if err1 != nil || err2 != nil || err3 != nil || r.Len() != 0 ||
+		seq == 0 || seq > 1<<62 || gen == 0 || gen > 1<<62 || size > 1<<62 {
 		return s, errBadState
 	}
-	s.gen, s.size = int64(gen), int64(size)
+	s.seq, s.gen, s.size = int64(seq), int64(gen), int64(size)
 	return s, nil
 }
 
@@ -187,18 +198,20 @@ type writer struct {
 	cancel context.CancelFunc
 
 	segs []segment // segments acknowledged before this writer (from the manifest)
-	gen  int64     // manifest generation resumed from; 0: no manifest yet
+	seq  int64     // number of the manifest resumed from; 0: none yet (a new session)
+	gen  int64     // its generation
 	base int64     // bytes in segs
 
 	written int64  // bytes written to this writer
 	parts   int64  // full parts dispatched
 	buf     []byte // the part being filled
-	held    int64  // budget held for buf (its capacity)
+	held    int64  // budget held for buf; guarded by mu (see ctxEnded)
+	ctxDone bool   // ctx ended and held was returned; guarded by mu
 
 	slots chan struct{} // one token per part upload in flight
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	bgErr error // first background upload failure
+	mu    sync.Mutex // guards bgErr, held and ctxDone
+	bgErr error      // first background upload failure
 	ended bool
 }
 
@@ -225,7 +238,10 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 		}
 		w.session = st.session
 		w.prefix = w.key + hiddenMark + hex.EncodeToString(w.session[:]) + "/"
-		segs, gen, err := d.readManifest(ctx, w.manifest())
+		if err := w.checkHead(ctx, st.seq, st.gen); err != nil {
+			return nil, fail(ctx, "writer", p, err)
+		}
+		segs, err := d.readManifest(ctx, w.manifest(st.seq), st.gen)
 		if err != nil {
 			return nil, fail(ctx, "writer", p, err)
 		}
@@ -233,37 +249,76 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 		for _, s := range segs {
 			size += s.size()
 		}
-		if gen != st.gen || size != st.size {
+		if size != st.size {
 			return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf(
-				"%w: the session moved on (state: generation %d, %d bytes; backend: generation %d, %d bytes)",
-				driver.ErrPreconditionFailed, st.gen, st.size, gen, size)}
+				"%w: the state says %d bytes, the session holds %d", driver.ErrPreconditionFailed, st.size, size)}
 		}
-		w.segs, w.gen, w.base = segs, gen, size
+		w.segs, w.seq, w.gen, w.base = segs, st.seq, st.gen, size
 	}
 	w.ctx, w.cancel = context.WithCancel(ctx)
+	context.AfterFunc(w.ctx, w.ctxEnded)
 	return w, nil
 }
 
-// readManifest returns a session's segments and the manifest's generation. A missing
-// manifest (a session never stated, committed or aborted) is ErrNotFound.
-func (d *Driver) readManifest(ctx context.Context, name string) ([]segment, int64, error) {
+// checkHead verifies that the session's newest manifest is number seq with generation
+// gen: ErrNotFound when the session has none (never stated, committed, aborted),
+// ErrPreconditionFailed when it has moved on. The listing also confirms the bucket.
+func (w *writer) checkHead(ctx context.Context, seq, gen int64) error {
+	q := &storage.Query{Prefix: w.prefix + "m.", Projection: storage.ProjectionNoACL}
+	if err := q.SetAttrSelection([]string{"Name", "Generation"}); err != nil {
+		return classifyNoObject(err)
+	}
+	it := w.d.bucket.Objects(ctx, q)
+	var headSeq, headGen int64
+	for {
+		a, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return classifyNoObject(err)
+		}
+		n, perr := strconv.ParseInt(strings.TrimPrefix(a.Name, q.Prefix), 16, 64)
+		if perr == nil && n > headSeq {
+			headSeq, headGen = n, a.Generation
+		}
+	}
+	switch {
+	case headSeq == 0:
+		return fmt.Errorf("%w: no writer session %x", driver.ErrNotFound, w.session)
+	case headSeq != seq || headGen != gen:
+		return fmt.Errorf("%w: the session moved on (state: manifest %d generation %d; backend: manifest %d generation %d)",
+			driver.ErrPreconditionFailed, seq, gen, headSeq, headGen)
+	}
+	return nil
+}
+
+// readManifest returns the segments of a session's manifest, which must have generation
+// gen: if it is gone or replaced, the session moved on meanwhile (ErrPreconditionFailed).
+func (d *Driver) readManifest(ctx context.Context, name string, gen int64) ([]segment, error) {
 	r, err := d.bucket.Object(name).NewReader(ctx)
 	if err != nil {
-		return nil, 0, d.notFound(ctx, err)
+		if c := classify(err); !errors.Is(c, driver.ErrNotFound) {
+			return nil, c
+		}
+		return nil, fmt.Errorf("%w: %s is gone: the session moved on", driver.ErrPreconditionFailed, name)
 	}
 	defer r.Close()
+	if r.Attrs.Generation != gen {
+		return nil, fmt.Errorf("%w: %s was replaced: the session moved on", driver.ErrPreconditionFailed, name)
+	}
 	b, err := io.ReadAll(io.LimitReader(r, maxManifest+1))
 	if err != nil {
-		return nil, 0, classify(err)
+		return nil, classify(err)
 	}
 	segs, err := decodeManifest(b)
 	if err != nil || len(b) > maxManifest {
-		return nil, 0, fmt.Errorf("%w: %s: %w", driver.ErrPreconditionFailed, name, errBadManifest)
+		return nil, fmt.Errorf("%w: %s: %w", driver.ErrPreconditionFailed, name, errBadManifest)
 	}
-	return segs, r.Attrs.Generation, nil
+	return segs, nil
 }
 
-func (w *writer) manifest() string { return w.prefix + "m" }
+func (w *writer) manifest(seq int64) string { return fmt.Sprintf("%sm.%016x", w.prefix, seq) }
 
 func (w *writer) partName(id [idLen]byte, i int64) string {
 	return fmt.Sprintf("%s%x.%d", w.prefix, id, i)
@@ -324,26 +379,57 @@ func (w *writer) background() error {
 	return w.bgErr
 }
 
-// grow makes room in buf, which is full and shorter than a part: the first buffer of a
-// writer doubles from firstBuffer; once a part was dispatched, buffers are full-size.
+// grow makes room in buf, which is full and shorter than a part. A writer's first buffer
+// starts small and doubles while it stays under smallBuffer, outside the budget (like the
+// copy buffer of the request feeding it); beyond that a full-size buffer is taken, with a
+// part's worth of the Driver's budget. A writer waits for budget only while it holds none,
+// and every budget holder is an upload in flight or a buffer being filled by a writer not
+// waiting for budget, so the budget cannot deadlock.
 func (w *writer) grow() error {
 	d := w.d
-	size := d.chunk
-	if w.parts == 0 {
-		size = min(max(2*int64(cap(w.buf)), firstBuffer), d.chunk)
+	if next := min(max(2*int64(cap(w.buf)), firstBuffer), smallBuffer); w.parts == 0 && int64(cap(w.buf)) < next && next < d.chunk {
+		nb := make([]byte, len(w.buf), next)
+		copy(nb, w.buf)
+		w.buf = nb
+		return nil
 	}
-	if err := d.budget.Acquire(w.ctx, size-w.held); err != nil {
+	if err := d.budget.Acquire(w.ctx, d.chunk); err != nil {
 		return fail(w.ctx, "write", w.p, err)
 	}
-	var nb []byte
-	if size == d.chunk {
-		nb = d.getBuffer()
-	} else {
-		nb = make([]byte, 0, size)
+	w.mu.Lock()
+	if w.ctxDone {
+		// The writer's ctx ended meanwhile and its budget was returned: return this too.
+		w.mu.Unlock()
+		d.budget.Release(d.chunk)
+		return fail(w.ctx, "write", w.p, w.ctx.Err())
 	}
-	nb = append(nb, w.buf...)
-	w.buf, w.held = nb, size
+	w.held = d.chunk
+	w.mu.Unlock()
+	w.buf = append(d.getBuffer(), w.buf...)
 	return nil
+}
+
+// ctxEnded runs when the writer's ctx ends. A writer dropped without State, Commit or Abort
+// (a request that failed mid-stream) thereby returns the budget of the buffer it was
+// filling; the buffer itself is left to the garbage collector, as its writer may still be
+// using it.
+func (w *writer) ctxEnded() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ctxDone = true
+	if w.held > 0 {
+		w.d.budget.Release(w.held)
+		w.held = 0
+	}
+}
+
+// takeHeld hands the budget of the current buffer to the caller.
+func (w *writer) takeHeld() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h := w.held
+	w.held = 0
+	return h
 }
 
 func (d *Driver) getBuffer() []byte {
@@ -366,8 +452,8 @@ func (d *Driver) release(buf []byte, held int64) {
 
 // dispatch uploads the full buffer as the next part in the background.
 func (w *writer) dispatch() error {
-	buf, held, i := w.buf, w.held, w.parts
-	w.buf, w.held = nil, 0
+	buf, held, i := w.buf, w.takeHeld(), w.parts
+	w.buf = nil
 	select {
 	case w.slots <- struct{}{}:
 	case <-w.ctx.Done():
@@ -400,10 +486,10 @@ func (w *writer) end() error {
 	return w.background()
 }
 
-// free returns the part buffer's budget.
+// free returns the part buffer and its budget.
 func (w *writer) free() {
-	w.d.release(w.buf, w.held)
-	w.buf, w.held = nil, 0
+	w.d.release(w.buf, w.takeHeld())
+	w.buf = nil
 }
 
 // flushTail uploads the bytes held in buf as this writer's tail and returns the segment
@@ -435,31 +521,33 @@ func (w *writer) State(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, fail(ctx, "state", w.p, err)
 	}
-	if w.written == 0 && w.gen != 0 {
+	if w.written == 0 && w.seq != 0 {
 		// Nothing new: the current state stays the latest.
-		return state{session: w.session, gen: w.gen, size: w.base}.encode(), nil
+		return state{session: w.session, seq: w.seq, gen: w.gen, size: w.base}.encode(), nil
 	}
 	seg, err := w.flushTail(ctx)
 	if err != nil {
 		return nil, fail(ctx, "state", w.p, err)
 	}
 	segs := append(append([]segment(nil), w.segs...), seg...)
-	gen, err := w.d.putManifest(ctx, w.manifest(), encodeManifest(segs), w.gen)
+	gen, err := w.d.putManifest(ctx, w.manifest(w.seq+1), encodeManifest(segs))
 	if err != nil {
 		return nil, fail(ctx, "state", w.p, err)
 	}
-	return state{session: w.session, gen: gen, size: w.Size()}.encode(), nil
+	if w.seq != 0 {
+		// The superseded manifest is no longer needed (the newer one makes its state
+		// stale); Commit and Abort remove it if this fails.
+		_ = w.d.bucket.Object(w.manifest(w.seq)).If(storage.Conditions{GenerationMatch: w.gen}).Delete(ctx)
+	}
+	return state{session: w.session, seq: w.seq + 1, gen: gen, size: w.Size()}.encode(), nil
 }
 
-// putManifest writes a session's manifest if its generation is still gen (0: if it does not
-// exist) and returns the new generation. A precondition failure is ErrPreconditionFailed:
-// another writer stated the session first. An attempt whose answer was lost is recognised
-// on retry by reading the manifest back.
-func (d *Driver) putManifest(ctx context.Context, name string, data []byte, gen int64) (int64, error) {
-	cond := storage.Conditions{GenerationMatch: gen}
-	if gen == 0 {
-		cond = storage.Conditions{DoesNotExist: true}
-	}
+// putManifest creates a session's manifest, which must not exist yet, and returns its
+// generation. If it exists, another writer stated the session from the same state first:
+// ErrPreconditionFailed. An attempt whose answer was lost is recognised on retry by
+// reading the manifest back.
+func (d *Driver) putManifest(ctx context.Context, name string, data []byte) (int64, error) {
+	cond := storage.Conditions{DoesNotExist: true}
 	var newGen int64
 	failedBefore := false
 	err := d.withRetry(ctx, func() error {
@@ -498,7 +586,7 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err != nil {
 		return fail(ctx, "commit", w.p, err)
 	}
-	if w.gen == 0 && w.parts == 0 {
+	if w.seq == 0 && w.parts == 0 {
 		// A new session holding less than a part: no session objects exist.
 		if _, err := w.d.upload(ctx, w.key, w.buf, nil); err != nil {
 			return fail(ctx, "commit", w.p, err)
@@ -509,15 +597,10 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err != nil {
 		return fail(ctx, "commit", w.p, err)
 	}
-	if w.gen != 0 {
+	if w.seq != 0 {
 		// The session must still be at the state this writer resumed from.
-		attrs, err := w.d.bucket.Object(w.manifest()).Attrs(ctx)
-		if err != nil {
-			return fail(ctx, "commit", w.p, w.d.notFound(ctx, err))
-		}
-		if attrs.Generation != w.gen {
-			return &driver.PathError{Op: "commit", Path: w.p, Err: fmt.Errorf(
-				"%w: the session moved on since this writer resumed", driver.ErrPreconditionFailed)}
+		if err := w.checkHead(ctx, w.seq, w.gen); err != nil {
+			return fail(ctx, "commit", w.p, err)
 		}
 	}
 	srcs := w.components(append(append([]segment(nil), w.segs...), seg...))
@@ -529,13 +612,11 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err != nil {
 		return fail(ctx, "commit", w.p, err)
 	}
-	// The object is in place. Drop the manifest first: from then on the session is gone
+	// The object is in place. Drop the manifests first: from then on the session is gone
 	// (a retried Commit finds ErrNotFound rather than composing again), then the rest.
-	if w.gen != 0 {
-		if err := w.d.bucket.Object(w.manifest()).Delete(ctx); err != nil {
-			if c := classify(err); !errors.Is(c, driver.ErrNotFound) {
-				return fail(ctx, "commit", w.p, c)
-			}
+	if w.seq != 0 {
+		if _, err := w.d.deletePrefix(ctx, w.prefix+"m."); err != nil {
+			return fail(ctx, "commit", w.p, err)
 		}
 	}
 	if _, err := w.d.deletePrefix(ctx, w.prefix); err != nil {
@@ -589,7 +670,7 @@ func (w *writer) Abort(ctx context.Context) error {
 	w.cancel() // stop the uploads in flight
 	_ = w.end()
 	w.free()
-	if w.gen == 0 && w.parts == 0 {
+	if w.seq == 0 && w.parts == 0 {
 		return nil // a new session that uploaded nothing
 	}
 	if err := ctx.Err(); err != nil {
