@@ -360,21 +360,21 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 		}
 		return nil, fail(ctx, "reader", p, c)
 	}
-	return &reader{r: r, ctx: ctx, p: p}, nil
+	return &reader{r: r, p: p}, nil
 }
 
-// reader classifies the errors of a streaming read. It keeps the Reader's ctx only to
-// report a cancellation as such.
+// reader classifies the errors of a streaming read (the library reports a cut stream as
+// io.ErrUnexpectedEOF, a cancelled ctx as its error, a body failing its checksum as an
+// error), so no failure reaches the caller as io.EOF.
 type reader struct {
-	r   *storage.Reader
-	ctx context.Context
-	p   string
+	r *storage.Reader
+	p string
 }
 
 func (r *reader) Read(b []byte) (int, error) {
 	n, err := r.r.Read(b)
 	if err != nil && !errors.Is(err, io.EOF) {
-		err = fail(r.ctx, "read", r.p, classify(err))
+		err = &driver.PathError{Op: "read", Path: r.p, Err: classify(err)}
 	}
 	return n, err
 }

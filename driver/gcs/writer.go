@@ -217,7 +217,9 @@ type writer struct {
 
 var _ driver.Writer = (*writer)(nil)
 
-// Writer implements driver.Driver.
+// Writer implements driver.Driver. Resuming costs a listing of the session's manifests and
+// a read of the newest one. A writer must end with State, Commit or Abort, or with its ctx:
+// until then it keeps the budget of the part buffer it is filling.
 func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
 	if err := check(ctx, "writer", p); err != nil {
 		return nil, err
