@@ -30,8 +30,15 @@ type MinIO struct {
 // binary fails the test.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
+	return StartMinIOAt(t, t.TempDir(), FreePort(t))
+}
+
+// StartMinIOAt starts MinIO with its data in dir on the given port, so a test can stop it
+// (an outage) and start it again on the same address with the same data.
+func StartMinIOAt(t testing.TB, dir string, port int) *MinIO {
+	t.Helper()
 	bin := Tool(t, "minio")
-	addr, console := Addr(FreePort(t)), Addr(FreePort(t))
+	addr, console := Addr(port), Addr(FreePort(t))
 	m := &MinIO{
 		Endpoint:  "http://" + addr,
 		AccessKey: "registryd-test",
@@ -41,7 +48,7 @@ func StartMinIO(t testing.TB) *MinIO {
 	m.Process = Start(t, Spec{
 		Name: "minio",
 		Path: bin,
-		Args: []string{"server", t.TempDir(), "--address", addr, "--console-address", console, "--quiet"},
+		Args: []string{"server", dir, "--address", addr, "--console-address", console, "--quiet"},
 		Env: []string{
 			"MINIO_ROOT_USER=" + m.AccessKey,
 			"MINIO_ROOT_PASSWORD=" + m.SecretKey,
