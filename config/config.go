@@ -169,7 +169,7 @@ type S3 struct {
 	// S3-compatible stores that reject them.
 	ChecksumDisabled bool `yaml:"checksumdisabled"`
 	// MemoryBudget caps the bytes of part buffers across all uploads of the process
-	// (default 512 MiB).
+	// (default 128 MiB).
 	MemoryBudget int64 `yaml:"memorybudget"`
 }
 

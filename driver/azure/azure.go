@@ -47,7 +47,7 @@ const (
 	// config.Azure.MaxConcurrency is 0.
 	defaultConcurrency = 4
 	// defaultMemoryBudget caps the bytes of block buffers across all writers of a Driver.
-	defaultMemoryBudget = 512 << 20
+	defaultMemoryBudget = 128 << 20
 	// deleteConcurrency bounds the parallel blob deletes of a recursive Delete.
 	deleteConcurrency = 16
 )

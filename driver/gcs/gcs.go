@@ -55,7 +55,7 @@ const (
 	defaultConcurrency = 4
 	maxConcurrency     = 64
 	// defaultMemoryBudget caps the bytes of part buffers across all writers of a Driver.
-	defaultMemoryBudget = 512 << 20
+	defaultMemoryBudget = 128 << 20
 	// deleteConcurrency bounds the parallel object deletes of a recursive Delete or of a
 	// writer's clean-up.
 	deleteConcurrency = 16
@@ -111,7 +111,7 @@ var _ driver.Driver = (*Driver)(nil)
 // ("host:port" or a URL); a URL without a path gets "/storage/v1/". ChunkSize (default
 // 16 MiB, from 256 KiB to 1 GiB) is the part size of writers; MaxConcurrency (default 4)
 // the number of parts of one writer uploaded in parallel. The part buffers of all writers
-// of the driver share a 512 MiB budget (at least one part). ctx is used only while
+// of the driver share a 128 MiB budget (at least one part). ctx is used only while
 // building the client.
 func New(ctx context.Context, cfg config.GCS) (*Driver, error) {
 	if cfg.Bucket == "" {

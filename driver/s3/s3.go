@@ -64,7 +64,7 @@ const (
 	defaultCopyThreshold = 32 << 20
 	defaultCopyChunk     = 32 << 20
 	// defaultMemoryBudget caps part buffers across all writers of a Driver.
-	defaultMemoryBudget = 512 << 20
+	defaultMemoryBudget = 128 << 20
 	// deleteBatch is the most keys one DeleteObjects accepts.
 	deleteBatch = 1000
 	// defaultRegion signs requests to S3-compatible endpoints configured without a region.
