@@ -62,8 +62,8 @@ type Driver struct {
 	sharedKey *service.SharedKeyCredential
 	// sasProtocol is https, or "https,http" when the service URL is plain http (Azurite).
 	sasProtocol sas.Protocol
-	// root is the configured root directory without slashes ("" for none).
-	root string
+	// root maps paths to names under the configured root directory.
+	root driver.Root
 
 	chunk       int64
 	concurrency int
@@ -140,11 +140,9 @@ func newDriver(cfg config.Azure, o options) (*Driver, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
 		return nil, fmt.Errorf("azure: serviceurl: want an http(s) URL without query, got %q", serviceURL)
 	}
-	root := strings.Trim(cfg.RootDirectory, "/")
-	if root != "" {
-		if err := driver.CheckPath(root); err != nil {
-			return nil, fmt.Errorf("azure: rootdirectory %q: %w", cfg.RootDirectory, err)
-		}
+	root, err := driver.NewRoot(cfg.RootDirectory)
+	if err != nil {
+		return nil, fmt.Errorf("azure: %w", err)
 	}
 
 	d := &Driver{
@@ -196,32 +194,13 @@ func newDriver(cfg config.Azure, o options) (*Driver, error) {
 func (d *Driver) Name() string { return "azure" }
 
 // key returns the blob name of a caller's path.
-func (d *Driver) key(p string) string {
-	if d.root == "" {
-		return p
-	}
-	return d.root + "/" + p
-}
+func (d *Driver) key(p string) string { return d.root.Key(p) }
 
 // dirPrefix returns the blob name prefix of the entries of directory dir ("" is the root).
-func (d *Driver) dirPrefix(dir string) string {
-	switch {
-	case dir == "" && d.root == "":
-		return ""
-	case dir == "":
-		return d.root + "/"
-	default:
-		return d.key(dir) + "/"
-	}
-}
+func (d *Driver) dirPrefix(dir string) string { return d.root.DirPrefix(dir) }
 
 // pathOf returns the caller's path of a blob name (or prefix without its slash).
-func (d *Driver) pathOf(name string) string {
-	if d.root == "" {
-		return name
-	}
-	return strings.TrimPrefix(name, d.root+"/")
-}
+func (d *Driver) pathOf(name string) string { return d.root.PathOf(name) }
 
 func (d *Driver) blockBlob(p string) *blockblob.Client {
 	return d.container.NewBlockBlobClient(d.key(p))

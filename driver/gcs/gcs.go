@@ -72,8 +72,8 @@ type Driver struct {
 	client     *storage.Client
 	bucket     *storage.BucketHandle
 	bucketName string
-	// root is the configured root directory without slashes ("" for none).
-	root string
+	// root maps paths to names under the configured root directory.
+	root driver.Root
 
 	chunk       int64
 	concurrency int
@@ -132,11 +132,9 @@ func New(ctx context.Context, cfg config.GCS) (*Driver, error) {
 	case cfg.MaxConcurrency < 0 || cfg.MaxConcurrency > maxConcurrency:
 		return nil, fmt.Errorf("gcs: maxconcurrency: must be between 1 and %d, got %d", maxConcurrency, cfg.MaxConcurrency)
 	}
-	root := strings.Trim(cfg.RootDirectory, "/")
-	if root != "" {
-		if err := driver.CheckPath(root); err != nil {
-			return nil, fmt.Errorf("gcs: rootdirectory %q: %w", cfg.RootDirectory, err)
-		}
+	root, err := driver.NewRoot(cfg.RootDirectory)
+	if err != nil {
+		return nil, fmt.Errorf("gcs: %w", err)
 	}
 
 	d := &Driver{
@@ -261,32 +259,13 @@ func (d *Driver) Name() string { return "gcs" }
 func (d *Driver) Close() error { return d.client.Close() }
 
 // key returns the object name of a caller's path.
-func (d *Driver) key(p string) string {
-	if d.root == "" {
-		return p
-	}
-	return d.root + "/" + p
-}
+func (d *Driver) key(p string) string { return d.root.Key(p) }
 
 // dirPrefix returns the object name prefix of the entries of directory dir ("" is the root).
-func (d *Driver) dirPrefix(dir string) string {
-	switch {
-	case dir == "" && d.root == "":
-		return ""
-	case dir == "":
-		return d.root + "/"
-	default:
-		return d.key(dir) + "/"
-	}
-}
+func (d *Driver) dirPrefix(dir string) string { return d.root.DirPrefix(dir) }
 
-// pathOf returns the caller's path of an object name under the root.
-func (d *Driver) pathOf(name string) string {
-	if d.root == "" {
-		return name
-	}
-	return strings.TrimPrefix(name, d.root+"/")
-}
+// pathOf returns the caller's path of a object name (or prefix without its slash).
+func (d *Driver) pathOf(name string) string { return d.root.PathOf(name) }
 
 // check validates p and ctx before any backend call.
 func check(ctx context.Context, op, p string) error {
@@ -316,7 +295,7 @@ func (d *Driver) notFound(ctx context.Context, err error) error {
 	if !errors.Is(c, driver.ErrNotFound) {
 		return c
 	}
-	q := &storage.Query{Prefix: d.root, Projection: storage.ProjectionNoACL}
+	q := &storage.Query{Prefix: d.root.Dir(), Projection: storage.ProjectionNoACL}
 	if err := q.SetAttrSelection([]string{"Name"}); err != nil {
 		return classifyNoObject(err)
 	}
