@@ -24,10 +24,8 @@ import (
 )
 
 const (
-	minioUser = "benchadmin"
-	minioPass = "benchadmin-secret"
-	partSize  = 16 << 20
-	partConc  = 4
+	partSize = 16 << 20
+	partConc = 4
 )
 
 // target is something that stores blobs: registryd, Distribution, or S3 directly.
@@ -192,34 +190,6 @@ func run(ctx context.Context, tg target, op string, keyPrefix string, n int, siz
 	return result{secs: el, mibs: float64(int64(n)*size) / (1 << 20) / el, rss: peakRSS(tg.pid())}, nil
 }
 
-func startMinIO(t *testing.T) (endpoint string, c *s3.Client) {
-	port, console := testenv.FreePort(t), testenv.FreePort(t)
-	addr := testenv.Addr(port)
-	testenv.Start(t, testenv.Spec{
-		Name: "minio", Path: testenv.Tool(t, "minio"),
-		Args: []string{"server", t.TempDir(), "--address", addr, "--console-address", testenv.Addr(console), "--quiet"},
-		Env:  []string{"MINIO_ROOT_USER=" + minioUser, "MINIO_ROOT_PASSWORD=" + minioPass},
-		Addr: addr, Ready: testenv.HTTPReady("http://" + addr + "/minio/health/live"), ReadyTimeout: 2 * time.Minute,
-	})
-	endpoint = "http://" + addr
-	c = s3.New(s3.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(minioUser, minioPass, ""),
-	})
-	return endpoint, c
-}
-
-func createBucket(t *testing.T, c *s3.Client, name string) {
-	var err error
-	for range 50 {
-		if _, err = c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: &name}); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("create bucket %s: %v", name, err)
-}
-
 // TestBenchS3 compares registryd and CNCF Distribution, both on the same MinIO, with direct
 // aws-sdk-go-v2 transfers. Run: REGISTRYD_BENCH=1 go test ./bench -run TestBenchS3 -v -timeout 60m
 func TestBenchS3(t *testing.T) {
@@ -227,21 +197,27 @@ func TestBenchS3(t *testing.T) {
 		t.Skip("benchmark: set REGISTRYD_BENCH=1 (see bench/README.md)")
 	}
 	ctx := context.Background()
-	endpoint, c := startMinIO(t)
-	for _, b := range []string{"direct", "registryd", "distribution"} {
-		createBucket(t, c, b)
-	}
+	m := testenv.StartMinIO(t)
+	c := s3.New(s3.Options{
+		Region: m.Region, BaseEndpoint: aws.String(m.Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(m.AccessKey, m.SecretKey, ""),
+	})
 	s3cfg := func(bucket string) string {
-		return fmt.Sprintf("  s3:\n    bucket: %s\n    region: us-east-1\n    regionendpoint: %s\n    forcepathstyle: true\n"+
-			"    accesskey: %s\n    secretkey: %s\n    chunksize: %d\n", bucket, endpoint, minioUser, minioPass, partSize)
+		return fmt.Sprintf("  s3:\n    bucket: %s\n    region: %s\n    regionendpoint: %s\n    forcepathstyle: true\n"+
+			"    accesskey: %s\n    secretkey: %s\n    chunksize: %d\n", bucket, m.Region, m.Endpoint, m.AccessKey, m.SecretKey, partSize)
 	}
-	reg := testenv.StartRegistryd(t, "version: 0.1\nlog: {level: warn}\nhttp: {secret: bench-secret-0123456789}\nstorage:\n"+
-		s3cfg("registryd")+"  redirect: {disable: true}\n")
-	targets := []target{&direct{c: c, bucket: "direct"}, &registry{label: "registryd", url: reg.URL, proc: reg.Process}}
-	if os.Getenv("REGISTRYD_BENCH_NO_DISTRIBUTION") == "" {
-		targets = append(targets, startDistribution(t, s3cfg("distribution")))
+	directBucket := m.NewBucket(t)
+	// Fresh server processes per scenario: peak RSS is per process (Go keeps freed heap
+	// for a while, so a reset between phases would not isolate them).
+	newTargets := func(t *testing.T) []target {
+		reg := testenv.StartRegistryd(t, "version: 0.1\nlog: {level: warn}\nhttp: {secret: bench-secret-0123456789}\nstorage:\n"+
+			s3cfg(m.NewBucket(t))+"  redirect: {disable: true}\n")
+		ts := []target{&direct{c: c, bucket: directBucket}, &registry{label: "registryd", url: reg.URL, proc: reg.Process}}
+		if os.Getenv("REGISTRYD_BENCH_NO_DISTRIBUTION") == "" {
+			ts = append(ts, startDistribution(t, s3cfg(m.NewBucket(t))))
+		}
+		return ts
 	}
-
 	type scenario struct {
 		name    string
 		clients int
@@ -261,6 +237,7 @@ func TestBenchS3(t *testing.T) {
 			dgsts[i] = digestOf(seeds[i], sc.size)
 		}
 		var base [2]float64
+		targets := newTargets(t)
 		for ti, tg := range targets {
 			key := fmt.Sprintf("s%d-", si)
 			pu, err := run(ctx, tg, "push", key, sc.clients, sc.size, seeds, dgsts)
@@ -292,11 +269,15 @@ func TestBenchS3(t *testing.T) {
 		}
 		seed := uint64(size)
 		d := digestOf(seed, size)
-		r, err := run(ctx, targets[1], "push", fmt.Sprintf("mem%d-", size), 1, size, []uint64{seed}, []string{d})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&mem, "| %d MiB | %.0f |\n", size>>20, r.rss)
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			reg := testenv.StartRegistryd(t, "version: 0.1\nlog: {level: warn}\nhttp: {secret: bench-secret-0123456789}\nstorage:\n"+
+				s3cfg(m.NewBucket(t))+"  redirect: {disable: true}\n")
+			r, err := run(ctx, &registry{label: "registryd", url: reg.URL, proc: reg.Process}, "push", "mem-", 1, size, []uint64{seed}, []string{d})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&mem, "| %d MiB | %.0f |\n", size>>20, r.rss)
+		})
 	}
 	writeResults(t, "s3.md", "S3 (MinIO on loopback): registryd and CNCF Distribution v3.1.2 against direct aws-sdk-go-v2",
 		"REGISTRYD_BENCH=1 go test ./bench -run TestBenchS3 -v -timeout 60m", table.String()+"\n"+mem.String())
