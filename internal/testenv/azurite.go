@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -59,20 +57,7 @@ func StartAzurite(t testing.TB) *Azurite {
 // NewContainer creates a container with a fresh random name and returns its name.
 func (a *Azurite) NewContainer(t testing.TB) string {
 	t.Helper()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "test-" + hex.EncodeToString(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var last error
-	for attempt := 0; attempt < 20; attempt++ {
-		if last = a.createContainer(ctx, name); last == nil {
-			return name
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("create container %s: %v", name, last)
-	return ""
+	return createNamed(t, "container", a.createContainer)
 }
 
 // createContainer sends Create Container signed with the account's shared key. It is

@@ -3,14 +3,11 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"testing"
-	"time"
 )
 
 // FakeGCS is a running fake-gcs-server (in-memory backend) speaking plain http.
@@ -50,20 +47,7 @@ func StartFakeGCS(t testing.TB) *FakeGCS {
 // NewBucket creates a bucket with a fresh random name and returns its name.
 func (f *FakeGCS) NewBucket(t testing.TB) string {
 	t.Helper()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "test-" + hex.EncodeToString(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var last error
-	for attempt := 0; attempt < 20; attempt++ {
-		if last = f.createBucket(ctx, name); last == nil {
-			return name
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("create bucket %s: %v", name, last)
-	return ""
+	return createNamed(t, "bucket", f.createBucket)
 }
 
 // createBucket sends buckets.insert over the JSON API directly, so the test environment

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -67,20 +66,7 @@ func StartMinIOAt(t testing.TB, dir string, port int) *MinIO {
 // start MinIO may refuse bucket creation for a moment, so it retries for a few seconds.
 func (m *MinIO) NewBucket(t testing.TB) string {
 	t.Helper()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "test-" + hex.EncodeToString(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var last error
-	for attempt := 0; attempt < 50; attempt++ {
-		if last = m.createBucket(ctx, name); last == nil {
-			return name
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("create bucket %s: %v", name, last)
-	return ""
+	return createNamed(t, "bucket", m.createBucket)
 }
 
 // createBucket sends CreateBucket signed with AWS Signature Version 4. It is written

@@ -9,6 +9,8 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -192,6 +194,26 @@ func HTTPReady(url string) func(context.Context) error {
 		}
 		return nil
 	}
+}
+
+// createNamed creates a resource (bucket, container) with a fresh random name through
+// create, retrying for a few seconds: emulators may refuse creation right after they start.
+func createNamed(t testing.TB, what string, create func(ctx context.Context, name string) error) string {
+	t.Helper()
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "test-" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var last error
+	for attempt := 0; attempt < 50 && ctx.Err() == nil; attempt++ {
+		if last = create(ctx, name); last == nil {
+			return name
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("create %s %s: %v", what, name, last)
+	return ""
 }
 
 // Addr returns "127.0.0.1:<port>".
