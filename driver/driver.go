@@ -81,6 +81,37 @@ func CheckPath(p string) error {
 	return nil
 }
 
+// CheckCall is the common start of every driver method: it returns an error wrapping
+// ErrInvalidPath for an invalid path, or ctx's error (in a *PathError for op and p) when ctx
+// is already done, before any backend call.
+func CheckCall(ctx context.Context, op, p string) error {
+	if err := CheckPath(p); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return &PathError{Op: op, Path: p, Err: err}
+	}
+	return nil
+}
+
+// sentinels lists the contract's error classes.
+var sentinels = [...]error{ErrNotFound, ErrThrottled, ErrUnavailable, ErrPermission,
+	ErrMisconfigured, ErrPreconditionFailed, ErrUnsupported, ErrInvalidPath}
+
+// Classified reports whether err is already a context error or wraps one of the contract's
+// sentinels, so that a driver's classify returns it unchanged.
+func Classified(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // PathError records a failed operation on a path. It unwraps to the sentinel (or context
 // error) describing the failure.
 type PathError struct {

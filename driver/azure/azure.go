@@ -211,20 +211,9 @@ func fail(op, p string, err error) error {
 	return &driver.PathError{Op: op, Path: p, Err: classify(err)}
 }
 
-// check validates p and returns ctx's error if it is already done.
-func check(ctx context.Context, op, p string) error {
-	if err := driver.CheckPath(p); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return &driver.PathError{Op: op, Path: p, Err: err}
-	}
-	return nil
-}
-
 // Stat implements driver.Driver.
 func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
-	if err := check(ctx, "stat", p); err != nil {
+	if err := driver.CheckCall(ctx, "stat", p); err != nil {
 		return driver.Info{}, err
 	}
 	props, err := d.blockBlob(p).GetProperties(ctx, nil)
@@ -244,7 +233,7 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 // Reader implements driver.Driver. The stream is one ranged GET; an error while reading
 // it is classified like any other (never a silent io.EOF).
 func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
-	if err := check(ctx, "reader", p); err != nil {
+	if err := driver.CheckCall(ctx, "reader", p); err != nil {
 		return nil, err
 	}
 	if offset < 0 {
@@ -299,7 +288,7 @@ func (r *bodyReader) Close() error { return r.body.Close() }
 // Put Blob; a larger one is staged in blocks and committed with Put Block List. Either way
 // readers see the old or the new content, never a mix.
 func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
-	if err := check(ctx, "put", p); err != nil {
+	if err := driver.CheckCall(ctx, "put", p); err != nil {
 		return err
 	}
 	w := d.newWriter(ctx, p)
@@ -342,7 +331,7 @@ func classifyReadErr(err error) error {
 // Delete implements driver.Driver: it deletes the blob at p (with its snapshots) or, if
 // there is none, every blob under p + "/".
 func (d *Driver) Delete(ctx context.Context, p string) error {
-	if err := check(ctx, "delete", p); err != nil {
+	if err := driver.CheckCall(ctx, "delete", p); err != nil {
 		return err
 	}
 	_, err := d.blockBlob(p).Delete(ctx, &blob.DeleteOptions{DeleteSnapshots: to.Ptr(blob.DeleteSnapshotsOptionTypeInclude)})
@@ -400,7 +389,7 @@ func (d *Driver) deletePrefix(ctx context.Context, prefix string) (int, error) {
 // reports the copy finished. The source is checked first so a missing source is
 // ErrNotFound (the copy's own error does not say which side is missing).
 func (d *Driver) Copy(ctx context.Context, src, dst string) error {
-	if err := check(ctx, "copy", src); err != nil {
+	if err := driver.CheckCall(ctx, "copy", src); err != nil {
 		return err
 	}
 	if err := driver.CheckPath(dst); err != nil {
@@ -482,7 +471,7 @@ func (d *Driver) sasValues(p string, expiry time.Duration) sas.BlobSignatureValu
 // the identity may not obtain a user delegation key, URL returns ErrUnsupported so callers
 // stream the object instead.
 func (d *Driver) URL(ctx context.Context, p string, expiry time.Duration) (string, error) {
-	if err := check(ctx, "url", p); err != nil {
+	if err := driver.CheckCall(ctx, "url", p); err != nil {
 		return "", err
 	}
 	if expiry <= 0 {

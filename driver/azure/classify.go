@@ -1,7 +1,6 @@
 package azure
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -36,15 +35,8 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if driver.Classified(err) {
 		return err
-	}
-	for _, s := range []error{driver.ErrNotFound, driver.ErrThrottled, driver.ErrUnavailable,
-		driver.ErrPermission, driver.ErrMisconfigured, driver.ErrPreconditionFailed,
-		driver.ErrUnsupported, driver.ErrInvalidPath} {
-		if errors.Is(err, s) {
-			return err
-		}
 	}
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {

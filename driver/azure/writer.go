@@ -181,7 +181,7 @@ func (d *Driver) newWriter(ctx context.Context, p string) *writer {
 // Writer implements driver.Writer. Starting a session makes no backend call; resuming one
 // reads the blob's uncommitted block list once to check resume against it.
 func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
-	if err := check(ctx, "writer", p); err != nil {
+	if err := driver.CheckCall(ctx, "writer", p); err != nil {
 		return nil, err
 	}
 	if resume == nil {

@@ -81,19 +81,9 @@ func classify(op, p string, err error) error {
 	return &driver.PathError{Op: op, Path: p, Err: c}
 }
 
-func check(ctx context.Context, op, p string) error {
-	if err := driver.CheckPath(p); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return &driver.PathError{Op: op, Path: p, Err: err}
-	}
-	return nil
-}
-
 // Stat implements driver.Driver.
 func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
-	if err := check(ctx, "stat", p); err != nil {
+	if err := driver.CheckCall(ctx, "stat", p); err != nil {
 		return driver.Info{}, err
 	}
 	fi, err := os.Stat(d.full(p))
@@ -108,7 +98,7 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 
 // Reader implements driver.Driver.
 func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
-	if err := check(ctx, "reader", p); err != nil {
+	if err := driver.CheckCall(ctx, "reader", p); err != nil {
 		return nil, err
 	}
 	f, err := os.Open(d.full(p))
@@ -201,7 +191,7 @@ func (d *Driver) place(tmp, p string) error {
 
 // Put implements driver.Driver.
 func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
-	if err := check(ctx, "put", p); err != nil {
+	if err := driver.CheckCall(ctx, "put", p); err != nil {
 		return err
 	}
 	tmp, err := d.writeTemp(ctx, r)
@@ -213,7 +203,7 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 
 // Delete implements driver.Driver.
 func (d *Driver) Delete(ctx context.Context, p string) error {
-	if err := check(ctx, "delete", p); err != nil {
+	if err := driver.CheckCall(ctx, "delete", p); err != nil {
 		return err
 	}
 	full := d.full(p)
@@ -247,7 +237,7 @@ func (d *Driver) pruneEmpty(dir string) {
 // List implements driver.Driver.
 func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driver.Info, error) {
 	if dir != "" {
-		if err := check(ctx, "list", dir); err != nil {
+		if err := driver.CheckCall(ctx, "list", dir); err != nil {
 			return nil, err
 		}
 	} else if err := ctx.Err(); err != nil {
@@ -293,10 +283,10 @@ func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driv
 // modified in place, only replaced by rename, so sharing the inode is safe) and copies
 // the bytes otherwise.
 func (d *Driver) Copy(ctx context.Context, src, dst string) error {
-	if err := check(ctx, "copy", src); err != nil {
+	if err := driver.CheckCall(ctx, "copy", src); err != nil {
 		return err
 	}
-	if err := check(ctx, "copy", dst); err != nil {
+	if err := driver.CheckCall(ctx, "copy", dst); err != nil {
 		return err
 	}
 	tmp := filepath.Join(d.root, tmpDir, "link-"+randID())
@@ -338,7 +328,7 @@ type writerState struct {
 // object and are renamed onto it at Commit; "<path>~<id>.ack" records the size
 // acknowledged by the last State.
 func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
-	if err := check(ctx, "writer", p); err != nil {
+	if err := driver.CheckCall(ctx, "writer", p); err != nil {
 		return nil, err
 	}
 	st := writerState{ID: randID()}

@@ -1,7 +1,6 @@
 package gcs
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -48,15 +47,8 @@ func classifyCall(err error, objectCall bool) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if driver.Classified(err) {
 		return err
-	}
-	for _, s := range []error{driver.ErrNotFound, driver.ErrThrottled, driver.ErrUnavailable,
-		driver.ErrPermission, driver.ErrMisconfigured, driver.ErrPreconditionFailed,
-		driver.ErrUnsupported, driver.ErrInvalidPath} {
-		if errors.Is(err, s) {
-			return err
-		}
 	}
 	switch {
 	case errors.Is(err, storage.ErrBucketNotExist):

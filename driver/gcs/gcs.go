@@ -267,17 +267,6 @@ func (d *Driver) dirPrefix(dir string) string { return d.root.DirPrefix(dir) }
 // pathOf returns the caller's path of a object name (or prefix without its slash).
 func (d *Driver) pathOf(name string) string { return d.root.PathOf(name) }
 
-// check validates p and ctx before any backend call.
-func check(ctx context.Context, op, p string) error {
-	if err := driver.CheckPath(p); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return &driver.PathError{Op: op, Path: p, Err: err}
-	}
-	return nil
-}
-
 // fail wraps a classified error for op on p. If ctx has ended, the error wraps ctx.Err()
 // whatever the SDK made of the cancellation, so callers can test for it.
 func fail(ctx context.Context, op, p string, err error) error {
@@ -309,7 +298,7 @@ func (d *Driver) notFound(ctx context.Context, err error) error {
 
 // Stat implements driver.Driver.
 func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
-	if err := check(ctx, "stat", p); err != nil {
+	if err := driver.CheckCall(ctx, "stat", p); err != nil {
 		return driver.Info{}, err
 	}
 	attrs, err := d.bucket.Object(d.key(p)).Attrs(ctx)
@@ -321,7 +310,7 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 
 // Reader implements driver.Driver.
 func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
-	if err := check(ctx, "reader", p); err != nil {
+	if err := driver.CheckCall(ctx, "reader", p); err != nil {
 		return nil, err
 	}
 	if offset < 0 {
@@ -364,7 +353,7 @@ func (r *reader) Close() error { return r.r.Close() }
 // object visible only when the request completes, so a failed or cancelled Put leaves the
 // previous object (or none) in place.
 func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
-	if err := check(ctx, "put", p); err != nil {
+	if err := driver.CheckCall(ctx, "put", p); err != nil {
 		return err
 	}
 	cctx, cancel := context.WithCancel(ctx)
@@ -391,7 +380,7 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 
 // Delete implements driver.Driver.
 func (d *Driver) Delete(ctx context.Context, p string) error {
-	if err := check(ctx, "delete", p); err != nil {
+	if err := driver.CheckCall(ctx, "delete", p); err != nil {
 		return err
 	}
 	err := d.bucket.Object(d.key(p)).Delete(ctx)
@@ -460,10 +449,10 @@ func (d *Driver) deletePrefix(ctx context.Context, prefix string) (visible int, 
 // Copy implements driver.Driver with a server-side rewrite (the library repeats the
 // rewrite call until GCS reports it done).
 func (d *Driver) Copy(ctx context.Context, src, dst string) error {
-	if err := check(ctx, "copy", src); err != nil {
+	if err := driver.CheckCall(ctx, "copy", src); err != nil {
 		return err
 	}
-	if err := check(ctx, "copy", dst); err != nil {
+	if err := driver.CheckCall(ctx, "copy", dst); err != nil {
 		return err
 	}
 	c := d.bucket.Object(d.key(dst)).CopierFrom(d.bucket.Object(d.key(src)))
@@ -478,7 +467,7 @@ func (d *Driver) Copy(ctx context.Context, src, dst string) error {
 // account key, else ErrUnsupported. Expiries beyond 7 days (the V4 limit) are
 // ErrUnsupported too.
 func (d *Driver) URL(ctx context.Context, p string, expiry time.Duration) (string, error) {
-	if err := check(ctx, "url", p); err != nil {
+	if err := driver.CheckCall(ctx, "url", p); err != nil {
 		return "", err
 	}
 	if d.signer == nil {

@@ -25,7 +25,7 @@ const listPageSize = 1000
 // progress.
 func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driver.Info, error) {
 	if dir != "" {
-		if err := check(ctx, "list", dir); err != nil {
+		if err := driver.CheckCall(ctx, "list", dir); err != nil {
 			return nil, err
 		}
 	} else if err := ctx.Err(); err != nil {

@@ -221,7 +221,7 @@ var _ driver.Writer = (*writer)(nil)
 // a read of the newest one. A writer must end with State, Commit or Abort, or with its ctx:
 // until then it keeps the budget of the part buffer it is filling.
 func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
-	if err := check(ctx, "writer", p); err != nil {
+	if err := driver.CheckCall(ctx, "writer", p); err != nil {
 		return nil, err
 	}
 	w := &writer{d: d, p: p, key: d.key(p), slots: make(chan struct{}, d.concurrency)}

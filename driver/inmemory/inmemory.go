@@ -51,19 +51,9 @@ func (d *Driver) Name() string { return "inmemory" }
 
 func fail(op, p string, err error) error { return &driver.PathError{Op: op, Path: p, Err: err} }
 
-func check(ctx context.Context, op, p string) error {
-	if err := driver.CheckPath(p); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return fail(op, p, err)
-	}
-	return nil
-}
-
 // Stat implements driver.Driver.
 func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
-	if err := check(ctx, "stat", p); err != nil {
+	if err := driver.CheckCall(ctx, "stat", p); err != nil {
 		return driver.Info{}, err
 	}
 	d.mu.RLock()
@@ -77,7 +67,7 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 
 // Reader implements driver.Driver.
 func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
-	if err := check(ctx, "reader", p); err != nil {
+	if err := driver.CheckCall(ctx, "reader", p); err != nil {
 		return nil, err
 	}
 	d.mu.RLock()
@@ -95,7 +85,7 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 
 // Put implements driver.Driver.
 func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
-	if err := check(ctx, "put", p); err != nil {
+	if err := driver.CheckCall(ctx, "put", p); err != nil {
 		return err
 	}
 	b, err := io.ReadAll(r)
@@ -113,7 +103,7 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 
 // Delete implements driver.Driver.
 func (d *Driver) Delete(ctx context.Context, p string) error {
-	if err := check(ctx, "delete", p); err != nil {
+	if err := driver.CheckCall(ctx, "delete", p); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -144,7 +134,7 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driver.Info, error) {
 	prefix := ""
 	if dir != "" {
-		if err := check(ctx, "list", dir); err != nil {
+		if err := driver.CheckCall(ctx, "list", dir); err != nil {
 			return nil, err
 		}
 		prefix = dir + "/"
@@ -181,10 +171,10 @@ func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driv
 
 // Copy implements driver.Driver.
 func (d *Driver) Copy(ctx context.Context, src, dst string) error {
-	if err := check(ctx, "copy", src); err != nil {
+	if err := driver.CheckCall(ctx, "copy", src); err != nil {
 		return err
 	}
-	if err := check(ctx, "copy", dst); err != nil {
+	if err := driver.CheckCall(ctx, "copy", dst); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -209,7 +199,7 @@ type writerState struct {
 
 // Writer implements driver.Driver.
 func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
-	if err := check(ctx, "writer", p); err != nil {
+	if err := driver.CheckCall(ctx, "writer", p); err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
