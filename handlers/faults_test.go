@@ -28,17 +28,6 @@ import (
 	"github.com/registryd/registryd/storage"
 )
 
-var faultClasses = []struct {
-	name string
-	err  error
-}{
-	{"throttled", driver.ErrThrottled},
-	{"unavailable", driver.ErrUnavailable},
-	{"permission", driver.ErrPermission},
-	{"misconfigured", driver.ErrMisconfigured},
-	{"deadline", context.DeadlineExceeded},
-}
-
 const (
 	fxRepo    = "org/app"
 	fxTag     = "v1"
@@ -309,17 +298,17 @@ func assertUnknown500(t *testing.T, method string, r fxResp, class error) {
 // once the backend recovers everything seeded is intact and the upload resumes.
 func TestFaultEveryRouteEveryClass(t *testing.T) {
 	for _, retry := range []bool{false, true} {
-		for _, c := range faultClasses {
+		for _, c := range fault.Classes() {
 			for _, rt := range fxRoutes {
-				t.Run(fmt.Sprintf("retry=%v/%s/%s", retry, c.name, rt.name), func(t *testing.T) {
+				t.Run(fmt.Sprintf("retry=%v/%s/%s", retry, c.Name, rt.name), func(t *testing.T) {
 					e := newFaultEnv(t, fxOptions{retry: retry})
 					e.f.ResetCounts()
-					e.f.Fail(c.err)
+					e.f.Fail(c.Err)
 					r := rt.run(t, e)
 					if e.f.Injected() == 0 {
 						t.Fatal("the route made no backend call")
 					}
-					assertUnknown500(t, rt.method, r, c.err)
+					assertUnknown500(t, rt.method, r, c.Err)
 					e.f.Clear()
 					e.verifySeed(t)
 				})

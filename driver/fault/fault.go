@@ -47,6 +47,24 @@ func Methods() []string {
 	return []string{Stat, Reader, Put, Delete, List, Copy, Writer, URL, Write, State, Commit, Abort}
 }
 
+// Class is one failure class of the driver contract that a backend can produce.
+type Class struct {
+	Name string
+	Err  error
+}
+
+// Classes returns the failure classes every fault test covers: throttled, unavailable,
+// permission, misconfigured, and a context deadline.
+func Classes() []Class {
+	return []Class{
+		{"throttled", driver.ErrThrottled},
+		{"unavailable", driver.ErrUnavailable},
+		{"permission", driver.ErrPermission},
+		{"misconfigured", driver.ErrMisconfigured},
+		{"deadline", context.DeadlineExceeded},
+	}
+}
+
 // Marker is part of every injected error's message, so tests can check it never reaches a
 // client.
 const Marker = "fault-injected"

@@ -15,17 +15,6 @@ import (
 	"github.com/registryd/registryd/driver/inmemory"
 )
 
-var classes = []struct {
-	name string
-	err  error
-}{
-	{"throttled", driver.ErrThrottled},
-	{"unavailable", driver.ErrUnavailable},
-	{"permission", driver.ErrPermission},
-	{"misconfigured", driver.ErrMisconfigured},
-	{"deadline", context.DeadlineExceeded},
-}
-
 func seeded(t *testing.T) (*fault.Driver, context.Context) {
 	t.Helper()
 	ctx := context.Background()
@@ -87,14 +76,14 @@ func call(ctx context.Context, d driver.Driver, method string) error {
 // TestEveryMethodEveryClass: a rule on one method fails exactly that method with the class
 // wrapped in a PathError naming the path; the other methods pass through.
 func TestEveryMethodEveryClass(t *testing.T) {
-	for _, c := range classes {
+	for _, c := range fault.Classes() {
 		for _, m := range fault.Methods() {
-			t.Run(c.name+"/"+m, func(t *testing.T) {
+			t.Run(c.Name+"/"+m, func(t *testing.T) {
 				d, ctx := seeded(t)
-				d.Fail(c.err, m)
+				d.Fail(c.Err, m)
 				err := call(ctx, d, m)
-				if !errors.Is(err, c.err) {
-					t.Fatalf("%s: got %v, want %v", m, err, c.err)
+				if !errors.Is(err, c.Err) {
+					t.Fatalf("%s: got %v, want %v", m, err, c.Err)
 				}
 				var pe *driver.PathError
 				if !errors.As(err, &pe) || (pe.Path != "a" && !strings.HasPrefix(pe.Path, "a/")) {
@@ -107,7 +96,7 @@ func TestEveryMethodEveryClass(t *testing.T) {
 					if other == m || other == fault.Writer || (m == fault.Writer && other != fault.Stat) {
 						continue
 					}
-					if err := call(ctx, d, other); errors.Is(err, c.err) {
+					if err := call(ctx, d, other); errors.Is(err, c.Err) {
 						t.Errorf("%s failed by a rule on %s: %v", other, m, err)
 					}
 				}
