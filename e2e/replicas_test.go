@@ -116,6 +116,7 @@ func TestReplicas(t *testing.T) {
 				}
 			}
 			testTokensAcrossReplicas(t, rs)
+			testMonolithicAcrossReplicas(t, rs)
 		})
 	}
 }
@@ -177,5 +178,85 @@ func testTokensAcrossReplicas(t *testing.T, rs []*testenv.Registryd) {
 	}
 	if got, status, _ := getBlob(rs[2].URL + "/v2/tokens/a/blobs/" + d); status != 200 || !bytes.Equal(got, blob) {
 		t.Errorf("blob after replays: %d %q", status, got)
+	}
+}
+
+// testMonolithicAcrossReplicas: monolithic pushes (POST ?digest= and POST then PUT with
+// the body), which stream straight to the content address, race on one new blob across
+// the replicas: all succeed and the blob reads back whole. A push whose body does not
+// match its digest is refused and stores nothing.
+func testMonolithicAcrossReplicas(t *testing.T, rs []*testenv.Registryd) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	blob := make([]byte, 9<<20+rng.IntN(1<<20))
+	for i := range blob {
+		blob[i] = byte(rng.Uint32())
+	}
+	d := fmt.Sprintf("sha256:%x", sha256.Sum256(blob))
+	put := func(base, repo, dg string, body []byte, twoStep bool) (int, error) {
+		u := base + "/v2/" + repo + "/blobs/uploads/?digest=" + dg
+		if twoStep {
+			resp, err := http.Post(base+"/v2/"+repo+"/blobs/uploads/", "", nil)
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			u = base + resp.Header.Get("Location") + "&digest=" + dg
+		}
+		method := http.MethodPost
+		if twoStep {
+			method = http.MethodPut
+		}
+		req, _ := http.NewRequest(method, u, bytes.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	const clients = 8
+	var wg sync.WaitGroup
+	errs := make([]error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, err := put(rs[i%len(rs)].URL, fmt.Sprintf("mono/r%d", i%2), d, blob, i%2 == 1)
+			if err == nil && status != 201 {
+				err = fmt.Errorf("status %d, want 201", status)
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("monolithic push %d: %v", i, err)
+		}
+	}
+	for i := range 2 {
+		if got, status, err := getBlob(rs[(i+1)%len(rs)].URL + fmt.Sprintf("/v2/mono/r%d/blobs/", i) + d); err != nil || status != 200 || !bytes.Equal(got, blob) {
+			t.Errorf("pull mono/r%d: status %d, %d bytes, %v", i, status, len(got), err)
+		}
+	}
+	wrong := bytes.Clone(blob[:1<<20])
+	wd := fmt.Sprintf("sha256:%x", sha256.Sum256(wrong))
+	wrong[12345] ^= 1
+	for _, twoStep := range []bool{false, true} {
+		if status, err := put(rs[0].URL, "mono/bad", wd, wrong, twoStep); err != nil || status != 400 {
+			t.Errorf("monolithic push with a wrong digest (two-step %v): %d %v, want 400", twoStep, status, err)
+		}
+	}
+	if _, status, _ := getBlob(rs[1].URL + "/v2/mono/bad/blobs/" + wd); status != 404 {
+		t.Errorf("a refused monolithic push made %s visible: %d", wd, status)
+	}
+	// An anonymous mount links any stored blob: 202 (a new upload) proves there is none.
+	resp, err := http.Post(rs[2].URL+"/v2/mono/probe/blobs/uploads/?mount="+wd, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Errorf("a refused monolithic push stored %s: anonymous mount answered %d, want 202", wd, resp.StatusCode)
 	}
 }

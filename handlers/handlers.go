@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -103,13 +104,32 @@ func New(opts Options) (*echo.Echo, error) {
 	return e, nil
 }
 
-// NewOps returns an Echo serving only /metrics, /healthz and /readyz, for a separate
-// debug listener.
+// NewOps returns an Echo for the separate debug listener (http.debug.addr): /metrics,
+// /healthz, /readyz and the Go profiler under /debug/pprof/. The profiler is never served
+// on the registry's own listener.
 func NewOps(reg *storage.Registry, metrics *prometheus.Registry) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	addOps(e, reg, metrics)
+	e.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprofHandler)))
 	return e
+}
+
+// pprofHandler serves net/http/pprof's index, named profiles and the CPU profile and
+// trace endpoints.
+func pprofHandler(w http.ResponseWriter, r *http.Request) {
+	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r)
+	}
 }
 
 func addOps(e *echo.Echo, reg *storage.Registry, metrics *prometheus.Registry) {

@@ -138,10 +138,30 @@ func copyChunk(w driver.Writer, h hash.Hash, body io.Reader) (int64, error) {
 // moved to their content address with a server-side copy (skipped when the blob already
 // exists), the repository link is written and the upload's objects are removed. A digest
 // mismatch discards the upload (400 DIGEST_INVALID); nothing becomes visible before the
-// digest is verified.
+// digest is verified. An upload still at offset 0 whose PUT carries the whole blob takes
+// the shorter path of PutBlob: the body streams straight to the content address, no copy.
 func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, body io.Reader, want digest.Digest) (BlobInfo, error) {
 	if start >= 0 && start != u.Offset {
 		return BlobInfo{}, r.rangeError(u)
+	}
+	if u.Offset == 0 {
+		// The whole blob is in this request: store it straight at its content address.
+		// The upload's empty session holds no data; its objects are removed afterwards.
+		if err := r.UploadStatus(ctx, u); err != nil {
+			return BlobInfo{}, err
+		}
+		b, err := r.storeVerified(ctx, body, want)
+		if regerr.Of(err, regerr.DigestInvalid) {
+			r.cleanupUpload(ctx, u)
+		}
+		if err != nil {
+			return BlobInfo{}, err
+		}
+		if err := r.putLink(ctx, layerLinkPath(u.Repo, want), want); err != nil {
+			return BlobInfo{}, fmt.Errorf("link blob: %w", err)
+		}
+		r.cleanupUpload(ctx, u)
+		return b, nil
 	}
 	w, h, err := r.open(ctx, u)
 	if regerr.Of(err, regerr.BlobUploadUnknown) {
@@ -192,19 +212,72 @@ func (r *Registry) finishCommitted(ctx context.Context, u *Upload, want digest.D
 	return BlobInfo{Digest: want, Size: fi.Size}, true, nil
 }
 
-// PutBlob stores a whole blob sent in one request (monolithic upload).
+// PutBlob stores a whole blob sent in one request whose digest the client declared up
+// front (POST ?digest=) and links it into repo. See storeVerified.
 func (r *Registry) PutBlob(ctx context.Context, repo string, body io.Reader, want digest.Digest) (BlobInfo, error) {
-	u := &Upload{Repo: repo, ID: newUploadID(), Started: time.Now()}
-	w, err := r.d.Writer(ctx, uploadDataPath(repo, u.ID), nil)
+	b, err := r.storeVerified(ctx, body, want)
 	if err != nil {
-		return BlobInfo{}, fmt.Errorf("start upload writer: %w", err)
+		return BlobInfo{}, err
 	}
-	b, err := r.finish(ctx, u, w, sha256.New(), body, want)
-	if err != nil {
-		_ = w.Abort(ctx) // no token was handed out: nobody can resume this session
-		r.cleanupUpload(ctx, u)
+	if err := r.putLink(ctx, layerLinkPath(repo, want), want); err != nil {
+		return BlobInfo{}, fmt.Errorf("link blob: %w", err)
 	}
-	return b, err
+	return b, nil
+}
+
+// storeVerified streams body, which the client says is the whole blob want, straight to
+// want's content address: a driver writer at the blob's path, committed only once the
+// bytes hash to want, so nothing is visible before it is verified and no server-side copy
+// is needed. When the blob is already stored the body is hashed and not written. A digest
+// mismatch is DIGEST_INVALID and leaves the store untouched; so does a failure of the
+// client or the backend while streaming (the writer is aborted).
+func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want digest.Digest) (BlobInfo, error) {
+	p := blobDataPath(want)
+	fi, err := r.d.Stat(ctx, p)
+	exists := err == nil
+	if err != nil && !errors.Is(err, driver.ErrNotFound) {
+		return BlobInfo{}, fmt.Errorf("stat blob: %w", err)
+	}
+	v := want.Algorithm().Digester()
+	var dst io.Writer = v.Hash()
+	var w driver.Writer
+	if !exists {
+		if w, err = r.d.Writer(ctx, p, nil); err != nil {
+			return BlobInfo{}, fmt.Errorf("start blob writer: %w", err)
+		}
+		dst = io.MultiWriter(w, v.Hash())
+	}
+	abort := func() {
+		if w != nil {
+			_ = w.Abort(context.WithoutCancel(ctx))
+		}
+	}
+	var n int64
+	if body != nil {
+		if n, err = io.CopyBuffer(dst, body, make([]byte, 256<<10)); err != nil {
+			abort()
+			return BlobInfo{}, fmt.Errorf("write blob: %w", err)
+		}
+	}
+	if got := v.Digest(); got != want {
+		abort()
+		return BlobInfo{}, regerr.DigestInvalid.WithDetail(map[string]string{"digest": want.String(), "computed": got.String()})
+	}
+	if exists {
+		if fi.Size != n {
+			return BlobInfo{}, fmt.Errorf("stored blob %s holds %d bytes, its content has %d", want, fi.Size, n)
+		}
+		return BlobInfo{Digest: want, Size: n}, nil
+	}
+	if err := w.Commit(ctx); err != nil {
+		// A concurrent upload of the same content may have committed first (on Azure that
+		// discards this session's blocks): the blob is there all the same.
+		if fi, serr := r.d.Stat(ctx, p); serr == nil && fi.Size == n {
+			return BlobInfo{Digest: want, Size: n}, nil
+		}
+		return BlobInfo{}, fmt.Errorf("commit blob: %w", err)
+	}
+	return BlobInfo{Digest: want, Size: n}, nil
 }
 
 func (r *Registry) finish(ctx context.Context, u *Upload, w driver.Writer, h hash.Hash, body io.Reader, want digest.Digest) (BlobInfo, error) {
