@@ -136,7 +136,40 @@ type Info struct {
 	ModTime time.Time
 	// IsDir reports an implicit directory (a common prefix) in List results.
 	IsDir bool
+	// Version identifies this content of the object: it changes whenever the object is
+	// replaced or altered (S3 and Azure ETag, GCS generation, a file's identity and
+	// modification time). Stat sets it when the backend reports one; "" means unknown.
+	// List results need not set it.
+	Version string
 }
+
+// VersionedReader is implemented by the stream Driver.Reader returns when the backend
+// says which version of the object it is streaming: Version is the value Stat reports as
+// Info.Version for that content, or "" when unknown. Wrapping drivers pass it through.
+type VersionedReader interface {
+	io.ReadCloser
+	Version() string
+}
+
+// ReaderVersion returns rc's Version if rc is a VersionedReader, else "".
+func ReaderVersion(rc io.Reader) string {
+	if v, ok := rc.(VersionedReader); ok {
+		return v.Version()
+	}
+	return ""
+}
+
+// WithVersion returns rc as a VersionedReader reporting version.
+func WithVersion(rc io.ReadCloser, version string) VersionedReader {
+	return versioned{rc, version}
+}
+
+type versioned struct {
+	io.ReadCloser
+	v string
+}
+
+func (v versioned) Version() string { return v.v }
 
 // Driver stores opaque objects under slash-separated paths. Implementations are safe for
 // concurrent use. Every method honours ctx: when it is cancelled the method returns promptly

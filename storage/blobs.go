@@ -74,7 +74,7 @@ func (r *Registry) OpenBlob(ctx context.Context, b BlobInfo, offset, length int6
 		if err != nil {
 			return nil, notFound(err, regerr.BlobUnknown, map[string]string{"digest": b.Digest.String()}, "open blob")
 		}
-		src.rc = rc
+		src.rc, src.version = rc, driver.ReaderVersion(rc)
 	}
 	return &BlobReader{src: src, b: b, offset: offset, size: length}, nil
 }
@@ -84,13 +84,16 @@ func (br *BlobReader) Close() error { return br.src.Close() }
 
 // WriteTo writes the opened range to w. When the whole blob was opened its bytes are
 // hashed while streaming and the last byte is only written once the hash matches the
-// digest, so a corrupt object can never reach a client as a complete response. A backend
-// stream that breaks mid-body is resumed with ranged reads, up to Options.ReadRetries
-// times in a row without progress.
+// digest, so a corrupt object can never reach a client as a complete response; the
+// hashing is skipped only for the very backend version of the object this process has
+// already verified (see verifiedSet). A backend stream that breaks mid-body is resumed
+// with ranged reads of the same version, up to Options.ReadRetries times in a row without
+// progress.
 func (br *BlobReader) WriteTo(w io.Writer) (int64, error) {
 	length := br.size
 	buf := make([]byte, 256<<10)
-	if br.offset != 0 || length != br.b.Size || length == 0 {
+	verified := br.src.r.verified
+	if br.offset != 0 || length != br.b.Size || length == 0 || verified.has(br.b.Digest, br.src.version) {
 		return io.CopyBuffer(w, io.LimitReader(br.src, length), buf)
 	}
 	d := br.b.Digest
@@ -110,6 +113,7 @@ func (br *BlobReader) WriteTo(w io.Writer) (int64, error) {
 	if got := digest.NewDigest(d.Algorithm(), h); got != d {
 		return n, fmt.Errorf("blob %s hashes to %s: %w", d, got, ErrBlobCorrupt)
 	}
+	verified.add(d, br.src.version)
 	m, err := w.Write(last)
 	return n + int64(m), err
 }
@@ -123,6 +127,7 @@ type resumingReader struct {
 	path     string
 	off, end int64
 	rc       io.ReadCloser
+	version  string // of the first stream; every resumed stream must have it too
 	failures int
 }
 
@@ -138,6 +143,12 @@ func (s *resumingReader) Read(p []byte) (int, error) {
 					return 0, fmt.Errorf("open %s at %d: %w", s.path, s.off, err)
 				}
 				continue
+			}
+			if v := driver.ReaderVersion(rc); v != s.version {
+				// The object was replaced since the response began: its bytes cannot be
+				// spliced onto the ones already sent.
+				rc.Close()
+				return 0, fmt.Errorf("reopen %s at %d: version %q, the response began with %q: %w", s.path, s.off, v, s.version, ErrBlobCorrupt)
 			}
 			s.rc = rc
 		}

@@ -40,8 +40,9 @@ type Options struct {
 // holds no per-request state: every replica sharing the backend and the secret is
 // interchangeable.
 type Registry struct {
-	d    driver.Driver
-	opts Options
+	d        driver.Driver
+	opts     Options
+	verified *verifiedSet
 }
 
 // New returns a Registry over d.
@@ -64,7 +65,7 @@ func New(d driver.Driver, opts Options) (*Registry, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{d: d, opts: opts}, nil
+	return &Registry{d: d, opts: opts, verified: newVerifiedSet(verifiedCapacity)}, nil
 }
 
 // Ping checks that the backend answers: a Stat of a probe object that need not exist.

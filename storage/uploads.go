@@ -277,6 +277,7 @@ func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want diges
 		}
 		return BlobInfo{}, fmt.Errorf("commit blob: %w", err)
 	}
+	r.noteWritten(ctx, want)
 	return BlobInfo{Digest: want, Size: n}, nil
 }
 
@@ -334,6 +335,7 @@ func (r *Registry) moveToContentAddress(ctx context.Context, u *Upload, d digest
 	if err := r.d.Copy(ctx, uploadDataPath(u.Repo, u.ID), blobDataPath(d)); err != nil {
 		return fmt.Errorf("move upload to content address: %w", err)
 	}
+	r.noteWritten(ctx, d)
 	return nil
 }
 

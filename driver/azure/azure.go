@@ -227,6 +227,9 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 	if props.LastModified != nil {
 		fi.ModTime = *props.LastModified
 	}
+	if props.ETag != nil {
+		fi.Version = string(*props.ETag)
+	}
 	return fi, nil
 }
 
@@ -265,14 +268,22 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 		}
 		return nil, &driver.PathError{Op: "reader", Path: p, Err: c}
 	}
-	return &bodyReader{body: resp.Body, path: p}, nil
+	br := &bodyReader{body: resp.Body, path: p}
+	if resp.ETag != nil {
+		br.etag = string(*resp.ETag)
+	}
+	return br, nil
 }
 
 // bodyReader classifies the errors of a download body.
 type bodyReader struct {
 	body io.ReadCloser
 	path string
+	etag string
 }
+
+// Version implements driver.VersionedReader: the blob's ETag.
+func (r *bodyReader) Version() string { return r.etag }
 
 func (r *bodyReader) Read(b []byte) (int, error) {
 	n, err := r.body.Read(b)

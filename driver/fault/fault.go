@@ -332,6 +332,9 @@ func (b *brokenReader) Read(p []byte) (int, error) {
 
 func (b *brokenReader) Close() error { return b.rc.Close() }
 
+// Version passes the wrapped stream's version through (driver.VersionedReader).
+func (b *brokenReader) Version() string { return driver.ReaderVersion(b.rc) }
+
 // Put implements driver.Driver.
 func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
 	if _, err := d.check(Put, p); err != nil {

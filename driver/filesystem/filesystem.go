@@ -93,7 +93,7 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 	if fi.IsDir() {
 		return driver.Info{}, classify("stat", p, fs.ErrNotExist)
 	}
-	return driver.Info{Path: p, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	return driver.Info{Path: p, Size: fi.Size(), ModTime: fi.ModTime(), Version: version(fi)}, nil
 }
 
 // Reader implements driver.Driver.
@@ -105,7 +105,8 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 	if err != nil {
 		return nil, classify("reader", p, err)
 	}
-	if fi, err := f.Stat(); err != nil || fi.IsDir() {
+	fi, err := f.Stat()
+	if err != nil || fi.IsDir() {
 		f.Close()
 		if err == nil {
 			err = fs.ErrNotExist
@@ -120,7 +121,17 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 	if length >= 0 {
 		r = io.LimitReader(f, length)
 	}
-	return &ctxReader{ctx: ctx, r: r, c: f, p: p}, nil
+	return &ctxReader{ctx: ctx, r: r, c: f, p: p, v: version(fi)}, nil
+}
+
+// version identifies a file's content: its inode (a committed object is a new file
+// renamed into place), size and modification time (an in-place edit changes them).
+func version(fi fs.FileInfo) string {
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	return fmt.Sprintf("%x-%x-%x", ino, fi.Size(), fi.ModTime().UnixNano())
 }
 
 // ctxReader stops reading once ctx is done.
@@ -129,7 +140,11 @@ type ctxReader struct {
 	r   io.Reader
 	c   io.Closer
 	p   string
+	v   string
 }
+
+// Version implements driver.VersionedReader.
+func (r *ctxReader) Version() string { return r.v }
 
 func (r *ctxReader) Read(b []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {

@@ -28,6 +28,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -305,7 +306,7 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 	if err != nil {
 		return driver.Info{}, fail(ctx, "stat", p, d.notFound(ctx, err))
 	}
-	return driver.Info{Path: p, Size: attrs.Size, ModTime: attrs.Updated}, nil
+	return driver.Info{Path: p, Size: attrs.Size, ModTime: attrs.Updated, Version: strconv.FormatInt(attrs.Generation, 10)}, nil
 }
 
 // Reader implements driver.Driver.
@@ -348,6 +349,14 @@ func (r *reader) Read(b []byte) (int, error) {
 }
 
 func (r *reader) Close() error { return r.r.Close() }
+
+// Version implements driver.VersionedReader: the object's generation.
+func (r *reader) Version() string {
+	if g := r.r.Attrs.Generation; g != 0 {
+		return strconv.FormatInt(g, 10)
+	}
+	return ""
+}
 
 // Put implements driver.Driver. The body is streamed in one upload request; GCS makes the
 // object visible only when the request completes, so a failed or cancelled Put leaves the

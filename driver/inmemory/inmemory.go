@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 // Driver is an in-memory object store, safe for concurrent use.
 type Driver struct {
 	mu       sync.RWMutex
+	gen      uint64 // objects stored so far; guarded by mu
 	objects  map[string]object
 	sessions map[string]*session
 }
@@ -31,6 +33,7 @@ type Driver struct {
 type object struct {
 	data    []byte // never modified after being stored
 	modTime time.Time
+	gen     uint64 // the Driver's write counter when it was stored: its Version
 }
 
 type session struct {
@@ -62,7 +65,7 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 	if !ok {
 		return driver.Info{}, fail("stat", p, driver.ErrNotFound)
 	}
-	return driver.Info{Path: p, Size: int64(len(o.data)), ModTime: o.modTime}, nil
+	return driver.Info{Path: p, Size: int64(len(o.data)), ModTime: o.modTime, Version: o.version()}, nil
 }
 
 // Reader implements driver.Driver.
@@ -80,7 +83,16 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 	if length >= 0 && length < int64(len(b)) {
 		b = b[:length]
 	}
-	return io.NopCloser(bytes.NewReader(b)), nil
+	return driver.WithVersion(io.NopCloser(bytes.NewReader(b)), o.version()), nil
+}
+
+func (o object) version() string { return strconv.FormatUint(o.gen, 10) }
+
+// store puts o at p with the next generation. The caller holds d.mu.
+func (d *Driver) store(p string, o object) {
+	d.gen++
+	o.gen = d.gen
+	d.objects[p] = o
 }
 
 // Put implements driver.Driver.
@@ -96,7 +108,7 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 		return fail("put", p, err)
 	}
 	d.mu.Lock()
-	d.objects[p] = object{data: b, modTime: time.Now()}
+	d.store(p, object{data: b, modTime: time.Now()})
 	d.mu.Unlock()
 	return nil
 }
@@ -183,7 +195,7 @@ func (d *Driver) Copy(ctx context.Context, src, dst string) error {
 	if !ok {
 		return fail("copy", src, driver.ErrNotFound)
 	}
-	d.objects[dst] = object{data: o.data, modTime: time.Now()}
+	d.store(dst, object{data: o.data, modTime: time.Now()})
 	return nil
 }
 
@@ -290,7 +302,7 @@ func (w *memWriter) Commit(ctx context.Context) error {
 		return fail("commit", w.s.path, driver.ErrNotFound)
 	}
 	delete(w.d.sessions, w.id)
-	w.d.objects[w.s.path] = object{data: w.s.buf[:w.size:w.size], modTime: time.Now()}
+	w.d.store(w.s.path, object{data: w.s.buf[:w.size:w.size], modTime: time.Now()})
 	return nil
 }
 

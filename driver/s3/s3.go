@@ -289,7 +289,7 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 	if err != nil {
 		return driver.Info{}, &driver.PathError{Op: "stat", Path: p, Err: err}
 	}
-	return driver.Info{Path: p, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+	return driver.Info{Path: p, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), Version: aws.ToString(out.ETag)}, nil
 }
 
 // head is HeadObject with a trustworthy not-found: S3 answers a HEAD with a bare 404 both
@@ -368,15 +368,20 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 		}
 		return nil, ferr
 	}
-	return &body{ctx: ctx, rc: out.Body, path: p}, nil
+	return &body{ctx: ctx, rc: out.Body, path: p, etag: aws.ToString(out.ETag)}, nil
 }
 
-// body classifies the errors of a GetObject body stream.
+// body classifies the errors of a GetObject body stream and reports the object's ETag
+// as its version.
 type body struct {
 	ctx  context.Context
 	rc   io.ReadCloser
 	path string
+	etag string
 }
+
+// Version implements driver.VersionedReader.
+func (b *body) Version() string { return b.etag }
 
 func (b *body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)

@@ -65,6 +65,7 @@ func Run(t *testing.T, h Harness) {
 		{"ListPaginated", testListPaginated},
 		{"Delete", testDelete},
 		{"Copy", testCopy},
+		{"Versions", testVersions},
 		{"WriterSizes", testWriterSizes},
 		{"WriterInvisibleUntilCommit", testWriterInvisible},
 		{"WriterResumeSmallChunks", testWriterResumeSmall},
@@ -390,6 +391,58 @@ func testCopy(t *testing.T, h *Harness, dir string) {
 			t.Errorf("copy changed its source")
 		}
 	}
+}
+
+// testVersions: Stat and the streams of Reader (whole and ranged) report the same
+// non-empty version for one content, and every way of replacing the object (Put, Copy,
+// Writer commit, even with the same size) gives a new one.
+func testVersions(t *testing.T, h *Harness, dir string) {
+	d := h.Driver
+	p := dir + "/obj"
+	seen := map[string]string{}
+	check := func(how string) {
+		t.Helper()
+		fi, err := d.Stat(ctx(t), p)
+		if err != nil {
+			t.Fatalf("%s: stat: %v", how, err)
+		}
+		if fi.Version == "" {
+			t.Fatalf("%s: Stat reports no version", how)
+		}
+		if prev, ok := seen[fi.Version]; ok {
+			t.Fatalf("%s: version %q already seen after %s", how, fi.Version, prev)
+		}
+		seen[fi.Version] = how
+		for _, r := range [][2]int64{{0, -1}, {1, 2}} {
+			rc, err := d.Reader(ctx(t), p, r[0], r[1])
+			if err != nil {
+				t.Fatalf("%s: reader: %v", how, err)
+			}
+			v := driver.ReaderVersion(rc)
+			rc.Close()
+			if v != fi.Version {
+				t.Fatalf("%s: reader %v reports version %q, Stat %q", how, r, v, fi.Version)
+			}
+		}
+	}
+	put(t, d, p, []byte("version one"))
+	check("put")
+	put(t, d, p, []byte("version two"))
+	check("put of the same size")
+	put(t, d, dir+"/src", []byte("copied content"))
+	if err := d.Copy(ctx(t), dir+"/src", p); err != nil {
+		t.Fatal(err)
+	}
+	check("copy")
+	w, err := d.Writer(ctx(t), p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, w, []byte("committed content"), 5)
+	if err := w.Commit(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	check("writer commit")
 }
 
 // writeAll writes b through w in pieces of the given size.
