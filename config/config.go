@@ -152,7 +152,9 @@ type S3 struct {
 	RootDirectory string `yaml:"rootdirectory"`
 	// ChunkSize is the multipart part size in bytes (default 16 MiB, at least 5 MiB).
 	ChunkSize int64 `yaml:"chunksize"`
-	// MultipartConcurrency is the number of parts of one upload in flight (default 4).
+	// MultipartConcurrency bounds the part buffers of one upload (default 4): one part
+	// fills while the others upload, so memory per upload is at most ChunkSize ×
+	// MultipartConcurrency. It is also the parallelism of multipart copies.
 	MultipartConcurrency int `yaml:"multipartconcurrency"`
 	// MultipartCopyThresholdSize: objects larger than this are copied with parallel
 	// UploadPartCopy (default 32 MiB).

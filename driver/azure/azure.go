@@ -36,6 +36,7 @@ import (
 
 	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/internal/partbuf"
 )
 
 const (
@@ -70,8 +71,8 @@ type Driver struct {
 	// budget caps the bytes of block buffers held by all writers of this Driver.
 	budget     *semaphore.Weighted
 	budgetSize int64
-	// bufs recycles full-size block buffers.
-	bufs sync.Pool
+	// bufs recycles full-size block buffers, as many as the budget admits.
+	bufs *partbuf.FreeList
 
 	// delegation caches a user delegation key for signing URLs with token credentials.
 	delegation struct {
@@ -164,6 +165,7 @@ func newDriver(cfg config.Azure, o options) (*Driver, error) {
 	}
 	d.budgetSize = max(d.budgetSize, d.chunk)
 	d.budget = semaphore.NewWeighted(d.budgetSize)
+	d.bufs = partbuf.New(int(d.chunk), int(d.budgetSize/d.chunk), partbuf.DefaultIdle)
 
 	opts := &service.ClientOptions{ClientOptions: policy.ClientOptions{Retry: o.retry}}
 	if cfg.AccountKey != "" {

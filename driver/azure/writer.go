@@ -366,11 +366,8 @@ func (w *writer) reserve(want int) error {
 	}
 	var nb []byte
 	if size == chunk {
-		if p, ok := w.d.bufs.Get().(*[]byte); ok {
-			nb = (*p)[:0]
-		}
-	}
-	if nb == nil {
+		nb = w.d.bufs.Get()
+	} else {
 		nb = make([]byte, 0, size)
 	}
 	nb = append(nb, w.buf...)
@@ -388,10 +385,7 @@ func (w *writer) dropBuf() {
 }
 
 func (d *Driver) release(buf []byte, charged int64) {
-	if int64(cap(buf)) == d.chunk {
-		buf = buf[:0]
-		d.bufs.Put(&buf)
-	}
+	d.bufs.Put(buf)
 	d.budget.Release(charged)
 }
 

@@ -42,6 +42,7 @@ import (
 
 	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/internal/partbuf"
 )
 
 const (
@@ -80,8 +81,8 @@ type Driver struct {
 	concurrency int
 	// budget caps the bytes of part buffers held by all writers of this Driver.
 	budget *semaphore.Weighted
-	// bufs recycles full-size part buffers (*[]byte of capacity chunk).
-	bufs sync.Pool
+	// bufs recycles full-size part buffers, as many as the budget admits.
+	bufs *partbuf.FreeList
 
 	// signer signs URLs; nil when the credentials hold no service account key.
 	signer *signer
@@ -144,6 +145,7 @@ func New(ctx context.Context, cfg config.GCS) (*Driver, error) {
 		chunk:       cfg.ChunkSize,
 		concurrency: cfg.MaxConcurrency,
 		budget:      semaphore.NewWeighted(max(defaultMemoryBudget, cfg.ChunkSize)),
+		bufs:        partbuf.New(int(cfg.ChunkSize), int(max(defaultMemoryBudget/cfg.ChunkSize, 1)), partbuf.DefaultIdle),
 		retry:       driver.RetryPolicy{MaxAttempts: 4, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second},
 	}
 

@@ -434,22 +434,14 @@ func (w *writer) takeHeld() int64 {
 	return h
 }
 
-func (d *Driver) getBuffer() []byte {
-	if v, ok := d.bufs.Get().(*[]byte); ok {
-		return (*v)[:0]
-	}
-	return make([]byte, 0, d.chunk)
-}
+func (d *Driver) getBuffer() []byte { return d.bufs.Get() }
 
 // release returns a buffer's budget and recycles full-size buffers.
 func (d *Driver) release(buf []byte, held int64) {
 	if held > 0 {
 		d.budget.Release(held)
 	}
-	if int64(cap(buf)) == d.chunk {
-		buf = buf[:0]
-		d.bufs.Put(&buf)
-	}
+	d.bufs.Put(buf)
 }
 
 // dispatch uploads the full buffer as the next part in the background.

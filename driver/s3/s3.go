@@ -30,7 +30,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -46,6 +45,7 @@ import (
 
 	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/internal/partbuf"
 )
 
 const (
@@ -57,8 +57,8 @@ const (
 	maxParts = 10000
 	// defaultChunkSize is the part size when config.S3.ChunkSize is 0.
 	defaultChunkSize = 16 << 20
-	// defaultConcurrency is the parts of one upload in flight when
-	// config.S3.MultipartConcurrency is 0.
+	// defaultConcurrency is the part buffers of one upload (one filling, the others
+	// uploading) when config.S3.MultipartConcurrency is 0.
 	defaultConcurrency = 4
 	// defaultCopyThreshold and defaultCopyChunk apply when the multipart copy keys are 0.
 	defaultCopyThreshold = 32 << 20
@@ -93,8 +93,8 @@ type Driver struct {
 	// budget caps the bytes of part buffers held by all writers of this Driver.
 	budget     *semaphore.Weighted
 	budgetSize int64
-	// bufs recycles part buffers of exactly chunk bytes.
-	bufs sync.Pool
+	// bufs recycles part buffers of exactly chunk bytes, as many as the budget admits.
+	bufs *partbuf.FreeList
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -169,7 +169,7 @@ func New(ctx context.Context, cfg config.S3, opts ...Option) (*Driver, error) {
 		d.sse = types.ServerSideEncryptionAes256
 	}
 	d.budget = semaphore.NewWeighted(d.budgetSize)
-	d.bufs.New = func() any { b := make([]byte, 0, d.chunk); return &b }
+	d.bufs = partbuf.New(int(d.chunk), int(d.budgetSize/d.chunk), partbuf.DefaultIdle)
 
 	endpoint, err := endpointURL(cfg)
 	if err != nil {

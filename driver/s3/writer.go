@@ -200,6 +200,11 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 	return w, nil
 }
 
+// uploadSlots is how many parts of one writer upload in the background at once: the part
+// being filled counts against multipartconcurrency too, so a writer holds at most
+// max(2, multipartconcurrency) part buffers.
+func (d *Driver) uploadSlots() int { return max(1, d.concurrency-1) }
+
 // newWriter starts a new session at p.
 func (d *Driver) newWriter(ctx context.Context, p string) *writer {
 	var sid [12]byte
@@ -216,7 +221,7 @@ func (d *Driver) newSession(ctx context.Context, p string, sid [12]byte, partSiz
 		sidecar:  key + sidecarSep + hex.EncodeToString(sid[:]) + sidecarSuffix,
 		sid:      sid,
 		partSize: partSize,
-		slots:    make(chan struct{}, d.concurrency),
+		slots:    make(chan struct{}, d.uploadSlots()),
 		uploaded: map[int32]types.CompletedPart{},
 	}
 	w.bgCtx, w.bgCancel = context.WithCancel(ctx)
@@ -519,7 +524,7 @@ func (w *writer) getBuf(ctx context.Context) error {
 		return w.wrap("write", err)
 	}
 	if w.partSize == w.d.chunk {
-		w.buf = (*w.d.bufs.Get().(*[]byte))[:0]
+		w.buf = w.d.bufs.Get()
 	} else {
 		w.buf = make([]byte, 0, w.partSize)
 	}
@@ -537,10 +542,7 @@ func (w *writer) releaseBuf() {
 // putBuf returns a part buffer taken by getBuf to the budget (and the pool).
 func (d *Driver) putBuf(b []byte) {
 	d.budget.Release(int64(cap(b)))
-	if int64(cap(b)) == d.chunk {
-		b = b[:0]
-		d.bufs.Put(&b)
-	}
+	d.bufs.Put(b)
 }
 
 // flush sends the full part buffer as the next part in the background, creating the
