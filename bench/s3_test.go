@@ -63,11 +63,14 @@ func (d *direct) pull(ctx context.Context, key, _ string, size int64) error {
 	return err
 }
 
-// registry pushes with POST + one streamed PATCH + PUT and pulls with GET, as clients do.
+// registry pushes with POST + one streamed PATCH + PUT (docker, podman, skopeo, crane)
+// or, when mono is set, with POST + one PUT carrying the body (oras, helm), and pulls with
+// GET.
 type registry struct {
 	label string
 	url   string
 	proc  *testenv.Process
+	mono  bool
 }
 
 func (r *registry) name() string { return r.label }
@@ -90,6 +93,9 @@ func (r *registry) push(ctx context.Context, key string, seed uint64, size int64
 	if !strings.HasPrefix(loc, "http") {
 		loc = r.url + loc
 	}
+	if r.mono {
+		return r.put(ctx, loc, newStream(seed, size), size, dgst)
+	}
 	req, _ = http.NewRequestWithContext(ctx, http.MethodPatch, loc, newStream(seed, size))
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err = client.Do(req)
@@ -104,12 +110,21 @@ func (r *registry) push(ctx context.Context, key string, seed uint64, size int64
 	if !strings.HasPrefix(loc, "http") {
 		loc = r.url + loc
 	}
+	return r.put(ctx, loc, nil, 0, dgst)
+}
+
+// put completes the upload at loc with an optional body of size bytes.
+func (r *registry) put(ctx context.Context, loc string, body io.Reader, size int64, dgst string) error {
 	sep := "&"
 	if !strings.Contains(loc, "?") {
 		sep = "?"
 	}
-	req, _ = http.NewRequestWithContext(ctx, http.MethodPut, loc+sep+"digest="+dgst, nil)
-	resp, err = client.Do(req)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, loc+sep+"digest="+dgst, body)
+	if body != nil {
+		req.ContentLength = size
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -209,14 +224,30 @@ func TestBenchS3(t *testing.T) {
 	directBucket := m.NewBucket(t)
 	// Fresh server processes per scenario: peak RSS is per process (Go keeps freed heap
 	// for a while, so a reset between phases would not isolate them).
-	newTargets := func(t *testing.T) []target {
-		reg := testenv.StartRegistryd(t, "version: 0.1\nlog: {level: warn}\nhttp: {secret: bench-secret-0123456789}\nstorage:\n"+
-			s3cfg(m.NewBucket(t))+"  redirect: {disable: true}\n")
-		ts := []target{&direct{c: c, bucket: directBucket}, &registry{label: "registryd", url: reg.URL, proc: reg.Process}}
-		if os.Getenv("REGISTRYD_BENCH_NO_DISTRIBUTION") == "" {
-			ts = append(ts, startDistribution(t, s3cfg(m.NewBucket(t))))
+	type row struct {
+		tg         target
+		key        string // key prefix suffix: the rows of one registry push different blobs
+		push, pull bool
+	}
+	newRows := func(t *testing.T) []row {
+		bucket := m.NewBucket(t)
+		cfg := "version: 0.1\nlog: {level: warn}\nhttp: {secret: bench-secret-0123456789}\nstorage:\n" + s3cfg(bucket) + "  redirect: {disable: true}\n"
+		reg := testenv.StartRegistryd(t, cfg)
+		other := testenv.StartRegistryd(t, cfg)
+		rows := []row{
+			{tg: &direct{c: c, bucket: directBucket}, push: true, pull: true},
+			{tg: &registry{label: "registryd, POST+PATCH+PUT", url: reg.URL, proc: reg.Process}, push: true, pull: true},
+			{tg: &registry{label: "registryd, pull from a replica that did not write the blob", url: other.URL, proc: other.Process}, pull: true},
+			{tg: &registry{label: "registryd, POST+PUT with body", url: reg.URL, proc: reg.Process, mono: true}, key: "m", push: true},
 		}
-		return ts
+		if os.Getenv("REGISTRYD_BENCH_NO_DISTRIBUTION") == "" {
+			dist := startDistribution(t, s3cfg(m.NewBucket(t)))
+			rows = append(rows, row{tg: dist, push: true, pull: true})
+			mono := *dist.(*registry)
+			mono.label, mono.mono = mono.label+", POST+PUT with body", true
+			rows = append(rows, row{tg: &mono, key: "m", push: true})
+		}
+		return rows
 	}
 	type scenario struct {
 		name    string
@@ -230,34 +261,64 @@ func TestBenchS3(t *testing.T) {
 	var table bytes.Buffer
 	fmt.Fprintf(&table, "| scenario | target | push MiB/s | push vs direct | pull MiB/s | pull vs direct | server peak RSS push / pull (MiB) |\n|---|---|---|---|---|---|---|\n")
 	for si, sc := range scenarios {
-		seeds := make([]uint64, sc.clients)
-		dgsts := make([]string, sc.clients)
-		for i := range seeds {
-			seeds[i] = uint64(si*1000 + i + 1)
-			dgsts[i] = digestOf(seeds[i], sc.size)
+		// Blobs by key suffix: the monolithic rows push other blobs than the chunked ones,
+		// so no push finds its blob already stored.
+		type blobSet struct {
+			seeds []uint64
+			dgsts []string
+		}
+		blobs := map[string]blobSet{}
+		blobsFor := func(suffix string) ([]uint64, []string) {
+			b, ok := blobs[suffix]
+			if !ok {
+				b = blobSet{make([]uint64, sc.clients), make([]string, sc.clients)}
+				for i := range b.seeds {
+					b.seeds[i] = uint64(si*1000 + len(blobs)*100 + i + 1)
+					b.dgsts[i] = digestOf(b.seeds[i], sc.size)
+				}
+				blobs[suffix] = b
+			}
+			return b.seeds, b.dgsts
 		}
 		var base [2]float64
-		targets := newTargets(t)
-		for ti, tg := range targets {
-			key := fmt.Sprintf("s%d-", si)
-			pu, err := run(ctx, tg, "push", key, sc.clients, sc.size, seeds, dgsts)
-			if err != nil {
-				t.Fatal(err)
+		for ri, rw := range newRows(t) {
+			key := fmt.Sprintf("s%d%s-", si, rw.key)
+			seeds, dgsts := blobsFor(rw.key)
+			var pu, pl result
+			var err error
+			if rw.push {
+				if pu, err = run(ctx, rw.tg, "push", key, sc.clients, sc.size, seeds, dgsts); err != nil {
+					t.Fatal(err)
+				}
 			}
-			pl, err := run(ctx, tg, "pull", key, sc.clients, sc.size, seeds, dgsts)
-			if err != nil {
-				t.Fatal(err)
+			if rw.pull {
+				if pl, err = run(ctx, rw.tg, "pull", key, sc.clients, sc.size, seeds, dgsts); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if ti == 0 {
+			if ri == 0 {
 				base = [2]float64{pu.mibs, pl.mibs}
 			}
-			rss := "–"
-			if tg.pid() != 0 {
-				rss = fmt.Sprintf("%.0f / %.0f", pu.rss, pl.rss)
+			cell := func(ok bool, v, b float64) (string, string) {
+				if !ok {
+					return "–", "–"
+				}
+				return fmt.Sprintf("%.0f", v), fmt.Sprintf("%.2f×", v/b)
 			}
-			fmt.Fprintf(&table, "| %s | %s | %.0f | %.2f× | %.0f | %.2f× | %s |\n", sc.name, tg.name(),
-				pu.mibs, pu.mibs/base[0], pl.mibs, pl.mibs/base[1], rss)
-			t.Logf("%s %s: push %.0f MiB/s (rss %.0f), pull %.0f MiB/s (rss %.0f)", sc.name, tg.name(), pu.mibs, pu.rss, pl.mibs, pl.rss)
+			pushMiBs, pushRatio := cell(rw.push, pu.mibs, base[0])
+			pullMiBs, pullRatio := cell(rw.pull, pl.mibs, base[1])
+			rss := "–"
+			if rw.tg.pid() != 0 {
+				rss = "– / –"
+				if rw.push {
+					rss = fmt.Sprintf("%.0f / –", pu.rss)
+				}
+				if rw.pull {
+					rss = rss[:strings.LastIndex(rss, "/")+2] + fmt.Sprintf("%.0f", pl.rss)
+				}
+			}
+			fmt.Fprintf(&table, "| %s | %s | %s | %s | %s | %s | %s |\n", sc.name, rw.tg.name(), pushMiBs, pushRatio, pullMiBs, pullRatio, rss)
+			t.Logf("%s %s: push %.0f MiB/s (rss %.0f), pull %.0f MiB/s (rss %.0f)", sc.name, rw.tg.name(), pu.mibs, pu.rss, pl.mibs, pl.rss)
 		}
 	}
 	// Memory does not grow with blob size: registryd's peak RSS pushing 256 MiB vs 2 GiB.

@@ -126,7 +126,9 @@ func copyChunk(w driver.Writer, h hash.Hash, body io.Reader) (int64, error) {
 	if body == nil {
 		return 0, nil
 	}
-	n, err := io.CopyBuffer(io.MultiWriter(w, h), body, make([]byte, 256<<10))
+	// The hash reads what the writer reads: a writer that implements io.ReaderFrom fills
+	// its part buffers from body directly.
+	n, err := io.CopyBuffer(w, io.TeeReader(body, h), make([]byte, 256<<10))
 	if err != nil {
 		return n, fmt.Errorf("write upload chunk: %w", err)
 	}
@@ -239,13 +241,13 @@ func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want diges
 		return BlobInfo{}, fmt.Errorf("stat blob: %w", err)
 	}
 	v := want.Algorithm().Digester()
-	var dst io.Writer = v.Hash()
+	var dst io.Writer = struct{ io.Writer }{io.Discard} // not io.Discard's small-buffer ReadFrom
 	var w driver.Writer
 	if !exists {
 		if w, err = r.d.Writer(ctx, p, nil); err != nil {
 			return BlobInfo{}, fmt.Errorf("start blob writer: %w", err)
 		}
-		dst = io.MultiWriter(w, v.Hash())
+		dst = w
 	}
 	abort := func() {
 		if w != nil {
@@ -254,7 +256,7 @@ func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want diges
 	}
 	var n int64
 	if body != nil {
-		if n, err = io.CopyBuffer(dst, body, make([]byte, 256<<10)); err != nil {
+		if n, err = io.CopyBuffer(dst, io.TeeReader(body, v.Hash()), make([]byte, 256<<10)); err != nil {
 			abort()
 			return BlobInfo{}, fmt.Errorf("write blob: %w", err)
 		}

@@ -299,6 +299,40 @@ func (w *writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadFrom implements io.ReaderFrom: it reads r to EOF straight into part buffers, so the
+// bytes are not copied through the caller's buffer first. A read error is returned as is.
+func (w *writer) ReadFrom(r io.Reader) (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var n int64
+	for {
+		if err := w.usable(); err != nil {
+			return n, err
+		}
+		if w.buf == nil {
+			if err := w.getBuf(w.bgCtx); err != nil {
+				return n, err
+			}
+		}
+		if int64(len(w.buf)) == w.partSize {
+			if err := w.flush(); err != nil {
+				return n, err
+			}
+			continue
+		}
+		m, err := r.Read(w.buf[len(w.buf):w.partSize])
+		w.buf = w.buf[:len(w.buf)+m]
+		w.size += int64(m)
+		n += int64(m)
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 // Size implements driver.Writer.
 func (w *writer) Size() int64 {
 	w.mu.Lock()
