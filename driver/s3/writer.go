@@ -279,20 +279,12 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	n := 0
 	for len(p) > 0 {
-		if w.buf == nil {
-			if err := w.getBuf(w.bgCtx); err != nil {
-				return n, err
-			}
+		free, err := w.room()
+		if err != nil {
+			return n, err
 		}
-		if int64(len(w.buf)) == w.partSize {
-			if err := w.flush(); err != nil {
-				return n, err
-			}
-			continue
-		}
-		c := copy(w.buf[len(w.buf):w.partSize], p)
-		w.buf = w.buf[:len(w.buf)+c]
-		w.size += int64(c)
+		c := copy(free, p)
+		w.filled(c)
 		n += c
 		p = p[c:]
 	}
@@ -309,20 +301,12 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 		if err := w.usable(); err != nil {
 			return n, err
 		}
-		if w.buf == nil {
-			if err := w.getBuf(w.bgCtx); err != nil {
-				return n, err
-			}
+		free, err := w.room()
+		if err != nil {
+			return n, err
 		}
-		if int64(len(w.buf)) == w.partSize {
-			if err := w.flush(); err != nil {
-				return n, err
-			}
-			continue
-		}
-		m, err := r.Read(w.buf[len(w.buf):w.partSize])
-		w.buf = w.buf[:len(w.buf)+m]
-		w.size += int64(m)
+		m, err := r.Read(free)
+		w.filled(m)
 		n += int64(m)
 		if errors.Is(err, io.EOF) {
 			return n, nil
@@ -331,6 +315,30 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 			return n, err
 		}
 	}
+}
+
+// room returns the free space of the part buffer, taking a buffer when the writer holds
+// none and sending a full one first. Called with mu held.
+func (w *writer) room() ([]byte, error) {
+	for {
+		if w.buf == nil {
+			if err := w.getBuf(w.bgCtx); err != nil {
+				return nil, err
+			}
+		}
+		if int64(len(w.buf)) < w.partSize {
+			return w.buf[len(w.buf):w.partSize], nil
+		}
+		if err := w.flush(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// filled records that n bytes were put into the free space room returned.
+func (w *writer) filled(n int) {
+	w.buf = w.buf[:len(w.buf)+n]
+	w.size += int64(n)
 }
 
 // Size implements driver.Writer.
