@@ -33,10 +33,7 @@ func New(size, max int, idle time.Duration) *FreeList {
 	return &FreeList{size: size, max: max, idle: idle}
 }
 
-// Size is the capacity of the buffers.
-func (f *FreeList) Size() int { return f.size }
-
-// Get returns a buffer of length 0 and capacity Size: a recycled one when there is one,
+// Get returns a buffer of length 0 and the list's capacity: a recycled one when there is one,
 // else a new one.
 func (f *FreeList) Get() []byte {
 	f.mu.Lock()
