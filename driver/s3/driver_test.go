@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -74,6 +76,7 @@ func TestS3(t *testing.T) {
 	t.Run("RootDirectoryAndOptions", func(t *testing.T) { testRootDirectory(t, m) })
 	t.Run("MemoryBudget", func(t *testing.T) { testMemoryBudget(t, m) })
 	t.Run("SidecarHidden", func(t *testing.T) { testSidecarHidden(t, m) })
+	t.Run("PayloadIntegrity", func(t *testing.T) { testPayloadIntegrity(t, m) })
 }
 
 // testMisconfigured: wrong credentials, a missing bucket and an unreachable endpoint are
@@ -516,5 +519,131 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := s3.New(context.Background(), base); err != nil {
 		t.Errorf("valid config: %v", err)
+	}
+}
+
+// recordingProxy forwards to m and records the payload headers of every request that
+// sends object data (PUT with a body); corrupt, when set, flips one byte of such bodies.
+type recordingProxy struct {
+	mu      sync.Mutex
+	sha256s []string
+	crc32s  []string
+	corrupt atomic.Bool
+}
+
+func (p *recordingProxy) start(t *testing.T, m *testenv.MinIO) string {
+	target, err := url.Parse(m.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.ContentLength > 0 && r.Header.Get("X-Amz-Copy-Source") == "" {
+			p.mu.Lock()
+			p.sha256s = append(p.sha256s, r.Header.Get("X-Amz-Content-Sha256"))
+			p.crc32s = append(p.crc32s, r.Header.Get("X-Amz-Checksum-Crc32"))
+			p.mu.Unlock()
+			if p.corrupt.Load() {
+				b, err := io.ReadAll(r.Body)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+					return
+				}
+				b[len(b)/2] ^= 0xff
+				r.Body = io.NopCloser(bytes.NewReader(b))
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// testPayloadIntegrity: object data goes out with a CRC32 checksum header and an unsigned
+// SigV4 payload (no second SHA-256 pass over every byte on plain-HTTP endpoints); a body
+// corrupted on the way is refused by the store and the write fails, leaving nothing
+// stored. With checksums disabled the payload is signed instead, so a plain-HTTP body is
+// still protected.
+func testPayloadIntegrity(t *testing.T, m *testenv.MinIO) {
+	ctx := context.Background()
+	for _, checksums := range []bool{true, false} {
+		t.Run(fmt.Sprintf("checksums=%v", checksums), func(t *testing.T) {
+			p := &recordingProxy{}
+			cfg := minioConfig(m, m.NewBucket(t))
+			cfg.RegionEndpoint = p.start(t, m)
+			cfg.ChecksumDisabled = !checksums
+			d := newDriver(t, cfg, fastFail)
+			data := bytes.Repeat([]byte("payload!"), (partSize+partSize/2)/8)
+			w, err := d.Writer(ctx, "obj", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Put(ctx, "small", bytes.NewReader(data[:100]), 100); err != nil {
+				t.Fatal(err)
+			}
+			p.mu.Lock()
+			sums, crcs := p.sha256s, p.crc32s
+			p.mu.Unlock()
+			if len(sums) < 3 {
+				t.Fatalf("recorded %d data requests, want at least 3 (2 parts and a put)", len(sums))
+			}
+			for i := range sums {
+				signed := len(sums[i]) == 64
+				if checksums && (sums[i] != "UNSIGNED-PAYLOAD" || crcs[i] == "") {
+					t.Errorf("request %d: x-amz-content-sha256 %q, crc32 %q; want UNSIGNED-PAYLOAD and a checksum", i, sums[i], crcs[i])
+				}
+				if !checksums && !signed {
+					t.Errorf("request %d: x-amz-content-sha256 %q, want the payload's SHA-256", i, sums[i])
+				}
+			}
+			assertContent(t, d, "obj", data)
+
+			// A body corrupted in transit never becomes (part of) an object.
+			p.corrupt.Store(true)
+			err = d.Put(ctx, "corrupt", bytes.NewReader(data[:4096]), 4096)
+			if err == nil {
+				t.Fatal("put of a corrupted body succeeded")
+			}
+			if errors.Is(err, driver.ErrNotFound) {
+				t.Errorf("corrupted put: %v, must not be ErrNotFound", err)
+			}
+			if _, err := d.Stat(ctx, "corrupt"); !errors.Is(err, driver.ErrNotFound) {
+				t.Errorf("stat after a refused put: %v, want ErrNotFound", err)
+			}
+			w, err = d.Writer(ctx, "corrupt-multi", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = w.Write(data)
+			if err == nil {
+				err = w.Commit(ctx)
+			}
+			if err == nil {
+				t.Fatal("multipart write of corrupted parts succeeded")
+			}
+			_ = w.Abort(ctx)
+			if _, err := d.Stat(ctx, "corrupt-multi"); !errors.Is(err, driver.ErrNotFound) {
+				t.Errorf("stat after a refused multipart write: %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func assertContent(t *testing.T, d driver.Driver, p string, want []byte) {
+	t.Helper()
+	rc, err := d.Reader(context.Background(), p, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back %s: %d bytes (want %d), equal %v, %v", p, len(got), len(want), bytes.Equal(got, want), err)
 	}
 }

@@ -35,12 +35,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/registryd/registryd/config"
@@ -89,6 +91,9 @@ type Driver struct {
 	kmsKeyID      string
 	// checksums is false when config.S3.ChecksumDisabled: no CRC32 on parts.
 	checksums bool
+	// bodyOptions are the per-call options of requests carrying object data: unsigned
+	// payloads when a CRC32 checksum protects the body, none otherwise.
+	bodyOptions []func(*s3.Options)
 
 	// budget caps the bytes of part buffers held by all writers of this Driver.
 	budget     *semaphore.Weighted
@@ -147,6 +152,9 @@ func New(ctx context.Context, cfg config.S3, opts ...Option) (*Driver, error) {
 		storageClass:  types.StorageClass(cfg.StorageClass),
 		checksums:     !cfg.ChecksumDisabled,
 		budgetSize:    orDefault(cfg.MemoryBudget, defaultMemoryBudget),
+	}
+	if d.checksums {
+		d.bodyOptions = []func(*s3.Options){withUnsignedPayload}
 	}
 	if root := strings.Trim(cfg.RootDirectory, "/"); root != "" {
 		d.root = root + "/"
@@ -465,11 +473,33 @@ func (d *Driver) putObject(ctx context.Context, key string, b []byte, data bool,
 			in.Metadata[meta[i]] = meta[i+1]
 		}
 	}
-	out, err := d.client.PutObject(ctx, in)
+	if d.checksums {
+		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
+	}
+	out, err := d.client.PutObject(ctx, in, d.bodyOptions...)
 	if err != nil {
 		return nil, failErr(ctx, err)
 	}
 	return out, nil
+}
+
+// unsignedPayload is the SigV4 payload hash of a request whose body is not signed.
+const unsignedPayload = "UNSIGNED-PAYLOAD"
+
+// withUnsignedPayload is a per-call option for requests that send object data with a CRC32
+// checksum header: the body is checked by that checksum (which S3 verifies and the
+// signature covers) instead of a SigV4 payload hash. Over HTTPS the SDK already does this;
+// over plain HTTP (an in-cluster MinIO, say) it would otherwise hash every byte with
+// SHA-256 a second time on top of the registry's own digest.
+func withUnsignedPayload(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+		return st.Initialize.Add(middleware.InitializeMiddlewareFunc("registryd.UnsignedPayload",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
+				middleware.InitializeOutput, middleware.Metadata, error,
+			) {
+				return next.HandleInitialize(v4.SetPayloadHash(ctx, unsignedPayload), in)
+			}), middleware.After)
+	})
 }
 
 // encryption sets the configured server-side encryption on a request.

@@ -659,7 +659,7 @@ func (w *writer) uploadPart(ctx context.Context, n int32, b []byte) (types.Compl
 	if d.checksums {
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
 	}
-	out, err := d.client.UploadPart(ctx, in)
+	out, err := d.client.UploadPart(ctx, in, d.bodyOptions...)
 	if err != nil {
 		return types.CompletedPart{}, w.fail(ctx, "write", err)
 	}
