@@ -262,3 +262,28 @@ type Writer interface {
 	// unchanged. Aborting a session whose backend record is already gone returns nil.
 	Abort(ctx context.Context) error
 }
+
+// CommitterTo is implemented by Writers that can commit their bytes at a path other than
+// the one they were opened for at less cost than Commit followed by Driver.Copy: a
+// session that never filled a part is uploaded straight to the other path, parts are
+// composed or renamed into it.
+type CommitterTo interface {
+	// CommitTo is Commit with the bytes made readable at dst (atomically replacing any
+	// object there) instead of at the writer's path, where nothing is created. Like Commit
+	// it releases the session's backend resources and ends the writer's use; a session
+	// the backend no longer knows is ErrNotFound.
+	CommitTo(ctx context.Context, dst string) error
+}
+
+// CommitTo commits w, a Writer of d opened at src, so that its bytes become readable at
+// dst: with w.CommitTo when w implements CommitterTo, else with Commit and a Driver.Copy
+// from src to dst, which leaves the committed object at src for the caller to remove.
+func CommitTo(ctx context.Context, d Driver, w Writer, src, dst string) error {
+	if c, ok := w.(CommitterTo); ok {
+		return c.CommitTo(ctx, dst)
+	}
+	if err := w.Commit(ctx); err != nil {
+		return err
+	}
+	return d.Copy(ctx, src, dst)
+}

@@ -177,12 +177,13 @@ func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, bod
 	return r.finish(ctx, u, w, h, body, want)
 }
 
-// finishCommitted completes an upload whose earlier PUT committed the backend session and
+// finishCommitted completes an upload whose earlier PUT ended the backend session and
 // then failed (a backend fault while moving or linking the blob): the upload's marker is
-// still there, its session is not, and its bytes lie committed at the upload path. If they
-// hash to want, steps 3 to 5 of finish run again (they are idempotent), so the client's
-// retried PUT succeeds instead of finding its upload unknown. ok is false when there is no
-// such committed upload (the caller's BLOB_UPLOAD_UNKNOWN stands).
+// still there, its session is not. Its bytes lie committed at the upload path (then, if
+// they hash to want, steps 3 to 5 of finish run again; they are idempotent) or at want's
+// content address (then steps 4 and 5 do), so the client's retried PUT succeeds instead of
+// finding its upload unknown. ok is false when there is no such committed upload (the
+// caller's BLOB_UPLOAD_UNKNOWN stands).
 func (r *Registry) finishCommitted(ctx context.Context, u *Upload, want digest.Digest) (b BlobInfo, ok bool, err error) {
 	if _, err := r.d.Stat(ctx, uploadStartedPath(u.Repo, u.ID)); err != nil {
 		if errors.Is(err, driver.ErrNotFound) {
@@ -192,7 +193,17 @@ func (r *Registry) finishCommitted(ctx context.Context, u *Upload, want digest.D
 	}
 	fi, err := r.d.Stat(ctx, uploadDataPath(u.Repo, u.ID))
 	if errors.Is(err, driver.ErrNotFound) {
-		return BlobInfo{}, false, nil
+		// The earlier PUT committed the session straight at want's content address (or
+		// discarded it, want being stored already).
+		fi, err := r.d.Stat(ctx, blobDataPath(want))
+		if errors.Is(err, driver.ErrNotFound) {
+			return BlobInfo{}, false, nil
+		}
+		if err != nil {
+			return BlobInfo{}, false, fmt.Errorf("stat blob: %w", err)
+		}
+		b, err := r.linkUpload(ctx, u, want, fi.Size)
+		return b, err == nil, err
 	}
 	if err != nil {
 		return BlobInfo{}, false, fmt.Errorf("stat committed upload: %w", err)
@@ -207,11 +218,8 @@ func (r *Registry) finishCommitted(ctx context.Context, u *Upload, want digest.D
 	if err := r.moveToContentAddress(ctx, u, want, fi.Size); err != nil {
 		return BlobInfo{}, false, err
 	}
-	if err := r.putLink(ctx, layerLinkPath(u.Repo, want), want); err != nil {
-		return BlobInfo{}, false, fmt.Errorf("link blob: %w", err)
-	}
-	r.cleanupUpload(ctx, u)
-	return BlobInfo{Digest: want, Size: fi.Size}, true, nil
+	b, err = r.linkUpload(ctx, u, want, fi.Size)
+	return b, err == nil, err
 }
 
 // PutBlob stores a whole blob sent in one request whose digest the client declared up
@@ -289,41 +297,71 @@ func (r *Registry) finish(ctx context.Context, u *Upload, w driver.Writer, h has
 		return BlobInfo{}, err
 	}
 	size := w.Size()
-	// Step 1, validate: sha256 is known from the streamed hash; other algorithms are
-	// checked after commit by reading the uploaded bytes back.
 	if want.Algorithm() == digest.SHA256 {
+		// Step 1, validate with the streamed hash.
 		if got := digest.NewDigest(digest.SHA256, h); got != want {
 			_ = w.Abort(ctx)
 			r.cleanupUpload(ctx, u)
 			return BlobInfo{}, regerr.DigestInvalid.WithDetail(map[string]string{"digest": want.String(), "computed": got.String()})
 		}
+		// Steps 2 and 3 in one: the verified session is committed straight at its content
+		// address (drivers that can put or compose it there; the others commit and copy),
+		// or discarded when an identical blob is already there.
+		if err := r.commitToContentAddress(ctx, u, w, want, size); err != nil {
+			return BlobInfo{}, err
+		}
+		return r.linkUpload(ctx, u, want, size)
 	}
-	// Step 2, commit the backend session at the upload path.
+	// Other algorithms: step 2, commit the backend session at the upload path; step 1,
+	// validate by reading the uploaded bytes back.
 	if err := w.Commit(ctx); err != nil {
 		return BlobInfo{}, fmt.Errorf("commit upload: %w", err)
 	}
-	if want.Algorithm() != digest.SHA256 {
-		got, err := r.hashObject(ctx, uploadDataPath(u.Repo, u.ID), want.Algorithm())
-		if err != nil {
-			r.cleanupUpload(ctx, u)
-			return BlobInfo{}, err
-		}
-		if got != want {
-			r.cleanupUpload(ctx, u)
-			return BlobInfo{}, regerr.DigestInvalid.WithDetail(map[string]string{"digest": want.String(), "computed": got.String()})
-		}
+	got, err := r.hashObject(ctx, uploadDataPath(u.Repo, u.ID), want.Algorithm())
+	if err != nil {
+		r.cleanupUpload(ctx, u)
+		return BlobInfo{}, err
+	}
+	if got != want {
+		r.cleanupUpload(ctx, u)
+		return BlobInfo{}, regerr.DigestInvalid.WithDetail(map[string]string{"digest": want.String(), "computed": got.String()})
 	}
 	// Step 3, move to the content address unless an identical blob is already there.
 	if err := r.moveToContentAddress(ctx, u, want, size); err != nil {
 		return BlobInfo{}, err
 	}
-	// Step 4, link into the repository.
+	return r.linkUpload(ctx, u, want, size)
+}
+
+// linkUpload runs the last steps of a finished upload whose blob is at its content
+// address: step 4 links it into the repository, step 5 removes the upload's objects
+// (best effort: leftovers are harmless).
+func (r *Registry) linkUpload(ctx context.Context, u *Upload, want digest.Digest, size int64) (BlobInfo, error) {
 	if err := r.putLink(ctx, layerLinkPath(u.Repo, want), want); err != nil {
 		return BlobInfo{}, fmt.Errorf("link blob: %w", err)
 	}
-	// Step 5, remove the upload's objects (best effort: leftovers are harmless).
 	r.cleanupUpload(ctx, u)
 	return BlobInfo{Digest: want, Size: size}, nil
+}
+
+// commitToContentAddress ends the verified session w of upload u: discarded when the
+// blob d is already stored with the same size, else committed at d's content address.
+func (r *Registry) commitToContentAddress(ctx context.Context, u *Upload, w driver.Writer, d digest.Digest, size int64) error {
+	fi, err := r.d.Stat(ctx, blobDataPath(d))
+	if err != nil && !errors.Is(err, driver.ErrNotFound) {
+		return fmt.Errorf("stat blob: %w", err)
+	}
+	if err == nil && fi.Size == size {
+		if err := w.Abort(ctx); err != nil {
+			return fmt.Errorf("discard upload of a stored blob: %w", err)
+		}
+		return nil
+	}
+	if err := driver.CommitTo(ctx, r.d, w, uploadDataPath(u.Repo, u.ID), blobDataPath(d)); err != nil {
+		return fmt.Errorf("commit upload to content address: %w", err)
+	}
+	r.noteWritten(ctx, d)
+	return nil
 }
 
 func (r *Registry) moveToContentAddress(ctx context.Context, u *Upload, d digest.Digest, size int64) error {

@@ -417,6 +417,21 @@ func (w *faultWriter) Commit(ctx context.Context) error {
 	return w.w.Commit(ctx)
 }
 
+// CommitTo implements driver.CommitterTo: the Commit rules apply with the writer's path,
+// then the inner writer's CommitTo, or Commit and the Copy rules when it has none.
+func (w *faultWriter) CommitTo(ctx context.Context, dst string) error {
+	if _, err := w.d.check(Commit, w.path); err != nil {
+		return err
+	}
+	if c, ok := w.w.(driver.CommitterTo); ok {
+		return c.CommitTo(ctx, dst)
+	}
+	if err := w.w.Commit(ctx); err != nil {
+		return err
+	}
+	return w.d.Copy(ctx, w.path, dst)
+}
+
 func (w *faultWriter) Abort(ctx context.Context) error {
 	if _, err := w.d.check(Abort, w.path); err != nil {
 		return err

@@ -457,7 +457,18 @@ func (w *fileWriter) State(ctx context.Context) ([]byte, error) {
 	return json.Marshal(writerState{ID: w.id, Size: w.size})
 }
 
-func (w *fileWriter) Commit(ctx context.Context) error {
+func (w *fileWriter) Commit(ctx context.Context) error { return w.commit(ctx, w.path) }
+
+// CommitTo implements driver.CommitterTo: the session file is renamed to dst.
+func (w *fileWriter) CommitTo(ctx context.Context, dst string) error {
+	if err := driver.CheckPath(dst); err != nil {
+		return err
+	}
+	return w.commit(ctx, dst)
+}
+
+// commit syncs the session file and renames it to the object at p.
+func (w *fileWriter) commit(ctx context.Context, p string) error {
 	if err := w.finish(); err != nil {
 		return classify("commit", w.path, err)
 	}
@@ -468,8 +479,11 @@ func (w *fileWriter) Commit(ctx context.Context) error {
 	if err == nil {
 		err = ctx.Err()
 	}
+	if err == nil && p != w.path {
+		err = os.MkdirAll(filepath.Dir(w.d.full(p)), 0o755)
+	}
 	if err == nil {
-		err = os.Rename(w.file, w.d.full(w.path))
+		err = os.Rename(w.file, w.d.full(p))
 	}
 	os.Remove(w.file + ".ack")
 	if err != nil {

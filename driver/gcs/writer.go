@@ -567,7 +567,20 @@ func (d *Driver) putManifest(ctx context.Context, name string, data []byte) (int
 }
 
 // Commit implements driver.Writer.
-func (w *writer) Commit(ctx context.Context) error {
+func (w *writer) Commit(ctx context.Context) error { return w.commit(ctx, w.key) }
+
+// CommitTo implements driver.CommitterTo: the session's components are composed straight
+// into dst (a session that never filled a part is uploaded there), so nothing is written
+// at the writer's path and nothing is copied.
+func (w *writer) CommitTo(ctx context.Context, dst string) error {
+	if err := driver.CheckPath(dst); err != nil {
+		return err
+	}
+	return w.commit(ctx, w.d.key(dst))
+}
+
+// commit ends the session with its bytes in the object named key.
+func (w *writer) commit(ctx context.Context, key string) error {
 	if w.ended {
 		return &driver.PathError{Op: "commit", Path: w.p, Err: errEnded}
 	}
@@ -582,7 +595,7 @@ func (w *writer) Commit(ctx context.Context) error {
 	}
 	if w.seq == 0 && w.parts == 0 {
 		// A new session holding less than a part: no session objects exist.
-		if _, err := w.d.upload(ctx, w.key, w.buf, nil); err != nil {
+		if _, err := w.d.upload(ctx, key, w.buf, nil); err != nil {
 			return fail(ctx, "commit", w.p, err)
 		}
 		return nil
@@ -599,9 +612,9 @@ func (w *writer) Commit(ctx context.Context) error {
 	}
 	srcs := w.components(append(append([]segment(nil), w.segs...), seg...))
 	if len(srcs) == 0 {
-		_, err = w.d.upload(ctx, w.key, nil, nil)
+		_, err = w.d.upload(ctx, key, nil, nil)
 	} else {
-		err = w.compose(ctx, srcs)
+		err = w.compose(ctx, srcs, key)
 	}
 	if err != nil {
 		return fail(ctx, "commit", w.p, err)
@@ -619,9 +632,9 @@ func (w *writer) Commit(ctx context.Context) error {
 	return nil
 }
 
-// compose concatenates srcs into the writer's object, through intermediate composites
+// compose concatenates srcs into the object named key, through intermediate composites
 // when there are more than maxComposeSources.
-func (w *writer) compose(ctx context.Context, srcs []string) error {
+func (w *writer) compose(ctx context.Context, srcs []string, key string) error {
 	for level := 0; len(srcs) > maxComposeSources; level++ {
 		next := make([]string, (len(srcs)+maxComposeSources-1)/maxComposeSources)
 		g, gctx := errgroup.WithContext(ctx)
@@ -636,7 +649,7 @@ func (w *writer) compose(ctx context.Context, srcs []string) error {
 		}
 		srcs = next
 	}
-	return w.d.composeOnce(ctx, srcs, w.key)
+	return w.d.composeOnce(ctx, srcs, key)
 }
 
 // composeOnce composes srcs (at most maxComposeSources) into dst, retrying transient

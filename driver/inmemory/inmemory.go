@@ -289,7 +289,17 @@ func (w *memWriter) State(ctx context.Context) ([]byte, error) {
 	return json.Marshal(writerState{ID: w.id, Size: w.size})
 }
 
-func (w *memWriter) Commit(ctx context.Context) error {
+func (w *memWriter) Commit(ctx context.Context) error { return w.commit(ctx, w.s.path) }
+
+// CommitTo implements driver.CommitterTo: the session's bytes are stored at dst.
+func (w *memWriter) CommitTo(ctx context.Context, dst string) error {
+	if err := driver.CheckPath(dst); err != nil {
+		return err
+	}
+	return w.commit(ctx, dst)
+}
+
+func (w *memWriter) commit(ctx context.Context, p string) error {
 	if err := w.end("commit"); err != nil {
 		return err
 	}
@@ -302,7 +312,7 @@ func (w *memWriter) Commit(ctx context.Context) error {
 		return fail("commit", w.s.path, driver.ErrNotFound)
 	}
 	delete(w.d.sessions, w.id)
-	w.d.store(w.s.path, object{data: w.s.buf[:w.size:w.size], modTime: time.Now()})
+	w.d.store(p, object{data: w.s.buf[:w.size:w.size], modTime: time.Now()})
 	return nil
 }
 

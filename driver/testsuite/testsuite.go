@@ -67,6 +67,7 @@ func Run(t *testing.T, h Harness) {
 		{"Copy", testCopy},
 		{"Versions", testVersions},
 		{"WriterSizes", testWriterSizes},
+		{"WriterCommitTo", testWriterCommitTo},
 		{"WriterInvisibleUntilCommit", testWriterInvisible},
 		{"WriterResumeSmallChunks", testWriterResumeSmall},
 		{"WriterResumeLarge", testWriterResumeLarge},
@@ -498,6 +499,75 @@ func testWriterSizes(t *testing.T, h *Harness, dir string) {
 		if _, err := w.Write([]byte("x")); err == nil {
 			t.Errorf("write after commit succeeded")
 		}
+	}
+}
+
+// testWriterCommitTo: driver.CommitTo makes a session's bytes readable at another path,
+// replacing what was there, for sessions fresh or resumed, smaller than a part or not.
+// Writers that implement driver.CommitterTo leave nothing at their own path, and the
+// session is gone afterwards (resuming its state is ErrNotFound).
+func testWriterCommitTo(t *testing.T, h *Harness, dir string) {
+	d := h.Driver
+	ps := h.PartSize
+	for _, c := range []struct {
+		n       int64
+		resumed bool
+	}{{0, false}, {1, false}, {ps - 1, true}, {ps + 1, false}, {2*ps + 17, true}} {
+		t.Run(fmt.Sprintf("%d-resumed=%v", c.n, c.resumed), func(t *testing.T) {
+			sub := fmt.Sprintf("%s/c%d", dir, c.n)
+			src, dst := sub+"/upload/data", sub+"/blob/data"
+			put(t, d, dst, []byte("old content to be replaced"))
+			b := randBytes(c.n)
+			w, err := d.Writer(ctx(t), src, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st []byte
+			if c.resumed {
+				writeAll(t, w, b[:c.n/2], 1<<20)
+				if st, err = w.State(ctx(t)); err != nil {
+					t.Fatal(err)
+				}
+				if w, err = d.Writer(ctx(t), src, st); err != nil {
+					t.Fatal(err)
+				}
+				writeAll(t, w, b[c.n/2:], 1<<20)
+			} else {
+				writeAll(t, w, b, 1<<20)
+			}
+			_, native := w.(driver.CommitterTo)
+			if err := driver.CommitTo(ctx(t), d, w, src, dst); err != nil {
+				t.Fatalf("commit to %s: %v", dst, err)
+			}
+			if got := read(t, d, dst, 0, -1); !bytes.Equal(got, b) {
+				t.Errorf("%d bytes: content at the destination differs (got %d)", c.n, len(got))
+			}
+			if native {
+				_, err := d.Stat(ctx(t), src)
+				wantNotFound(t, "stat of the writer's own path", err)
+				assertOnly(t, d, sub+"/upload")
+			}
+			if st != nil {
+				_, err := d.Writer(ctx(t), src, st)
+				wantNotFound(t, "resume after CommitTo", err)
+			}
+			if _, err := w.Write([]byte("x")); err == nil {
+				t.Errorf("write after CommitTo succeeded")
+			}
+		})
+	}
+	// An invalid destination is refused without ending the session.
+	w, err := d.Writer(ctx(t), dir+"/bad/data", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := w.(driver.CommitterTo); ok {
+		if err := c.CommitTo(ctx(t), "a//b"); !errors.Is(err, driver.ErrInvalidPath) {
+			t.Errorf("CommitTo an invalid path: %v, want ErrInvalidPath", err)
+		}
+	}
+	if err := w.Abort(ctx(t)); err != nil {
+		t.Fatal(err)
 	}
 }
 
