@@ -98,24 +98,80 @@ func (br *BlobReader) WriteTo(w io.Writer) (int64, error) {
 	}
 	d := br.b.Digest
 	h := d.Algorithm().Hash()
-	tee := io.TeeReader(br.src, h)
-	n, err := io.CopyBuffer(w, io.LimitReader(tee, length-1), buf)
+	n, err := hashedCopy(w, br.src, h, length-1, buf)
 	if err != nil {
 		return n, err
 	}
-	if n != length-1 {
-		return n, fmt.Errorf("read blob %s: %w", d, io.ErrUnexpectedEOF)
-	}
 	last := buf[:1]
-	if _, err := io.ReadFull(tee, last); err != nil {
-		return n, fmt.Errorf("read blob %s: %w", d, err)
+	if _, err := io.ReadFull(br.src, last); err != nil {
+		return n, fmt.Errorf("read blob %s: %w", d, noEOF(err))
 	}
+	h.Write(last)
 	if got := digest.NewDigest(d.Algorithm(), h); got != d {
 		return n, fmt.Errorf("blob %s hashes to %s: %w", d, got, ErrBlobCorrupt)
 	}
 	verified.add(d, br.src.version)
 	m, err := w.Write(last)
 	return n + int64(m), err
+}
+
+// hashedBuffers is how many read buffers hashedCopy keeps in flight.
+const hashedBuffers = 4
+
+// hashedCopy copies exactly n bytes from src to w and into h, hashing in a second
+// goroutine so that hashing one buffer overlaps reading and writing the next (on a busy
+// machine the two run on different cores). first is one of the buffers it uses. It
+// returns once h holds every byte copied, with io.ErrUnexpectedEOF if src ends early.
+func hashedCopy(w io.Writer, src io.Reader, h io.Writer, n int64, first []byte) (int64, error) {
+	free := make(chan []byte, hashedBuffers)
+	free <- first
+	for range hashedBuffers - 1 {
+		free <- make([]byte, len(first))
+	}
+	work := make(chan []byte, hashedBuffers)
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for b := range work {
+			h.Write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	var written int64
+	var err error
+	for written < n && err == nil {
+		buf := <-free
+		var k int
+		k, err = src.Read(buf[:min(int64(len(buf)), n-written)])
+		if k > 0 {
+			// The hasher only reads buf; it is not reused before the write below is done
+			// (this loop takes the next buffer after it).
+			work <- buf[:k]
+			var m int
+			m, err = w.Write(buf[:k])
+			written += int64(m)
+			if err == nil && m < k {
+				err = io.ErrShortWrite
+			}
+		} else {
+			free <- buf
+		}
+	}
+	close(work)
+	<-hashed
+	if written == n {
+		return written, nil
+	}
+	return written, noEOF(err)
+}
+
+// noEOF turns io.EOF, the end of a stream that should have gone on, into
+// io.ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // resumingReader reads [off, end) of an object, reopening at the current offset when the
