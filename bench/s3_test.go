@@ -5,20 +5,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/registryd/registryd/internal/testenv"
 )
@@ -36,16 +41,30 @@ type target interface {
 	pid() int // 0 when there is no server process
 }
 
+// direct transfers with aws-sdk-go-v2's upload manager. With unsigned set its parts go out
+// as registryd's do: a CRC32 checksum header and an unsigned SigV4 payload; otherwise with
+// the SDK's defaults, which over plain HTTP sign (SHA-256) every payload.
 type direct struct {
-	c      *s3.Client
-	bucket string
+	c        *s3.Client
+	bucket   string
+	unsigned bool
 }
 
-func (d *direct) name() string { return "aws-sdk-go-v2 direct" }
-func (d *direct) pid() int     { return 0 }
+func (d *direct) name() string {
+	if d.unsigned {
+		return "aws-sdk-go-v2 direct, unsigned payload"
+	}
+	return "aws-sdk-go-v2 direct"
+}
+func (d *direct) pid() int { return 0 }
 
 func (d *direct) push(ctx context.Context, key string, seed uint64, size int64, _ string) error {
-	up := manager.NewUploader(d.c, func(u *manager.Uploader) { u.PartSize, u.Concurrency = partSize, partConc })
+	up := manager.NewUploader(d.c, func(u *manager.Uploader) {
+		u.PartSize, u.Concurrency = partSize, partConc
+		if d.unsigned {
+			u.ClientOptions = append(u.ClientOptions, unsignedPayload)
+		}
+	})
 	_, err := up.Upload(ctx, &s3.PutObjectInput{Bucket: &d.bucket, Key: &key, Body: newStream(seed, size)})
 	return err
 }
@@ -61,6 +80,19 @@ func (d *direct) pull(ctx context.Context, key, _ string, size int64) error {
 		err = fmt.Errorf("got %d bytes, want %d", n, size)
 	}
 	return err
+}
+
+// unsignedPayload is a per-call option that sends the payload unsigned (UNSIGNED-PAYLOAD),
+// as driver/s3 does for requests that carry a CRC32 checksum.
+func unsignedPayload(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+		return st.Initialize.Add(middleware.InitializeMiddlewareFunc("bench.UnsignedPayload",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
+				middleware.InitializeOutput, middleware.Metadata, error,
+			) {
+				return next.HandleInitialize(v4.SetPayloadHash(ctx, "UNSIGNED-PAYLOAD"), in)
+			}), middleware.After)
+	})
 }
 
 // registry pushes with POST + one streamed PATCH + PUT (docker, podman, skopeo, crane)
@@ -205,6 +237,30 @@ func run(ctx context.Context, tg target, op string, keyPrefix string, n int, siz
 	return result{secs: el, mibs: float64(int64(n)*size) / (1 << 20) / el, rss: peakRSS(tg.pid())}, nil
 }
 
+// row is one target of a benchmark table and what it measures.
+type row struct {
+	tg         target
+	key        string // key prefix suffix: the rows of one registry push different blobs
+	push, pull bool
+}
+
+// settle lets the machine catch up between measurements: dirty pages of the previous
+// transfer are written back, so they do not slow the next one down.
+func settle() {
+	syscall.Sync()
+	time.Sleep(time.Second)
+}
+
+// median returns the median of v (the mean of the middle two for an even count).
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
 // TestBenchS3 compares registryd and CNCF Distribution, both on the same MinIO, with direct
 // aws-sdk-go-v2 transfers. Run: REGISTRYD_BENCH=1 go test ./bench -run TestBenchS3 -v -timeout 60m
 func TestBenchS3(t *testing.T) {
@@ -224,21 +280,19 @@ func TestBenchS3(t *testing.T) {
 	directBucket := m.NewBucket(t)
 	// Fresh server processes per scenario: peak RSS is per process (Go keeps freed heap
 	// for a while, so a reset between phases would not isolate them).
-	type row struct {
-		tg         target
-		key        string // key prefix suffix: the rows of one registry push different blobs
-		push, pull bool
-	}
 	newRows := func(t *testing.T) []row {
 		bucket := m.NewBucket(t)
 		cfg := "version: 0.1\nlog: {level: warn}\nhttp: {secret: bench-secret-0123456789}\nstorage:\n" + s3cfg(bucket) + "  redirect: {disable: true}\n"
 		reg := testenv.StartRegistryd(t, cfg)
 		other := testenv.StartRegistryd(t, cfg)
+		redirecting := testenv.StartRegistryd(t, strings.Replace(cfg, "redirect: {disable: true}", "redirect: {enable: true}", 1))
 		rows := []row{
 			{tg: &direct{c: c, bucket: directBucket}, push: true, pull: true},
+			{tg: &direct{c: c, bucket: directBucket, unsigned: true}, key: "u", push: true},
 			{tg: &registry{label: "registryd, POST+PATCH+PUT", url: reg.URL, proc: reg.Process}, push: true, pull: true},
 			{tg: &registry{label: "registryd, pull from a replica that did not write the blob", url: other.URL, proc: other.Process}, pull: true},
 			{tg: &registry{label: "registryd, POST+PUT with body", url: reg.URL, proc: reg.Process, mono: true}, key: "m", push: true},
+			{tg: &registry{label: "registryd, pull redirected to a pre-signed URL (storage.redirect.enable)", url: redirecting.URL, proc: redirecting.Process}, pull: true},
 		}
 		if os.Getenv("REGISTRYD_BENCH_NO_DISTRIBUTION") == "" {
 			dist := startDistribution(t, s3cfg(m.NewBucket(t)))
@@ -258,67 +312,98 @@ func TestBenchS3(t *testing.T) {
 	if s := os.Getenv("REGISTRYD_BENCH_SCALE"); s == "small" {
 		scenarios = []scenario{{"1 client × 128 MiB", 1, 128 << 20}, {"16 clients × 8 MiB", 16, 8 << 20}}
 	}
+	rounds := 3
+	if n, err := strconv.Atoi(os.Getenv("REGISTRYD_BENCH_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
 	var table bytes.Buffer
 	fmt.Fprintf(&table, "| scenario | target | push MiB/s | push vs direct | pull MiB/s | pull vs direct | server peak RSS push / pull (MiB) |\n|---|---|---|---|---|---|---|\n")
 	for si, sc := range scenarios {
-		// Blobs by key suffix: the monolithic rows push other blobs than the chunked ones,
-		// so no push finds its blob already stored.
-		type blobSet struct {
-			seeds []uint64
-			dgsts []string
+		// Every round and row suffix pushes its own blobs, so no push finds its blob
+		// already stored.
+		blobsFor := func(round int, suffix string) ([]uint64, []string) {
+			h := fnv.New32a()
+			h.Write([]byte(suffix))
+			seeds, dgsts := make([]uint64, sc.clients), make([]string, sc.clients)
+			for i := range seeds {
+				seeds[i] = uint64(si)<<56 | uint64(round)<<48 | uint64(h.Sum32()&0xffff)<<32 | uint64(i+1)
+				dgsts[i] = digestOf(seeds[i], sc.size)
+			}
+			return seeds, dgsts
 		}
-		blobs := map[string]blobSet{}
-		blobsFor := func(suffix string) ([]uint64, []string) {
-			b, ok := blobs[suffix]
-			if !ok {
-				b = blobSet{make([]uint64, sc.clients), make([]string, sc.clients)}
-				for i := range b.seeds {
-					b.seeds[i] = uint64(si*1000 + len(blobs)*100 + i + 1)
-					b.dgsts[i] = digestOf(b.seeds[i], sc.size)
+		// Rounds run every row in turn against fresh server processes; the table reports
+		// medians, each ratio the median of the per-round ratios to that round's direct
+		// transfer (measured minutes apart at most), and the highest peak RSS.
+		var names []string
+		var rowsOf []row
+		samples := map[string]*[4][]float64{} // push, pull, push ratio, pull ratio
+		peak := map[string]*[2]float64{}
+		for round := range rounds {
+			rows := newRows(t)
+			var base [2]float64
+			for ri, rw := range rows {
+				name := rw.tg.name()
+				if round == 0 {
+					names, rowsOf = append(names, name), append(rowsOf, rw)
+					samples[name], peak[name] = &[4][]float64{}, &[2]float64{}
 				}
-				blobs[suffix] = b
+				key := fmt.Sprintf("r%ds%d%s-", round, si, rw.key)
+				seeds, dgsts := blobsFor(round, rw.key)
+				var pu, pl result
+				var err error
+				if rw.push {
+					settle()
+					if pu, err = run(ctx, rw.tg, "push", key, sc.clients, sc.size, seeds, dgsts); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if rw.pull {
+					settle()
+					if pl, err = run(ctx, rw.tg, "pull", key, sc.clients, sc.size, seeds, dgsts); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if ri == 0 {
+					base = [2]float64{pu.mibs, pl.mibs}
+				}
+				sm, pk := samples[name], peak[name]
+				if rw.push {
+					sm[0], sm[2] = append(sm[0], pu.mibs), append(sm[2], pu.mibs/base[0])
+					pk[0] = max(pk[0], pu.rss)
+				}
+				if rw.pull {
+					sm[1], sm[3] = append(sm[1], pl.mibs), append(sm[3], pl.mibs/base[1])
+					pk[1] = max(pk[1], pl.rss)
+				}
+				t.Logf("round %d, %s %s: push %.0f MiB/s (rss %.0f), pull %.0f MiB/s (rss %.0f)", round+1, sc.name, name, pu.mibs, pu.rss, pl.mibs, pl.rss)
 			}
-			return b.seeds, b.dgsts
+			for _, rw := range rows {
+				if rw.tg.pid() != 0 {
+					rw.tg.(*registry).proc.Stop()
+				}
+			}
 		}
-		var base [2]float64
-		for ri, rw := range newRows(t) {
-			key := fmt.Sprintf("s%d%s-", si, rw.key)
-			seeds, dgsts := blobsFor(rw.key)
-			var pu, pl result
-			var err error
-			if rw.push {
-				if pu, err = run(ctx, rw.tg, "push", key, sc.clients, sc.size, seeds, dgsts); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if rw.pull {
-				if pl, err = run(ctx, rw.tg, "pull", key, sc.clients, sc.size, seeds, dgsts); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if ri == 0 {
-				base = [2]float64{pu.mibs, pl.mibs}
-			}
-			cell := func(ok bool, v, b float64) (string, string) {
+		for i, name := range names {
+			rw, sm, pk := rowsOf[i], samples[name], peak[name]
+			cell := func(ok bool, v, ratio []float64) (string, string) {
 				if !ok {
 					return "–", "–"
 				}
-				return fmt.Sprintf("%.0f", v), fmt.Sprintf("%.2f×", v/b)
+				return fmt.Sprintf("%.0f", median(v)), fmt.Sprintf("%.2f×", median(ratio))
 			}
-			pushMiBs, pushRatio := cell(rw.push, pu.mibs, base[0])
-			pullMiBs, pullRatio := cell(rw.pull, pl.mibs, base[1])
+			pushMiBs, pushRatio := cell(rw.push, sm[0], sm[2])
+			pullMiBs, pullRatio := cell(rw.pull, sm[1], sm[3])
 			rss := "–"
 			if rw.tg.pid() != 0 {
 				rss = "– / –"
 				if rw.push {
-					rss = fmt.Sprintf("%.0f / –", pu.rss)
+					rss = fmt.Sprintf("%.0f / –", pk[0])
 				}
 				if rw.pull {
-					rss = rss[:strings.LastIndex(rss, "/")+2] + fmt.Sprintf("%.0f", pl.rss)
+					rss = rss[:strings.LastIndex(rss, "/")+2] + fmt.Sprintf("%.0f", pk[1])
 				}
 			}
-			fmt.Fprintf(&table, "| %s | %s | %s | %s | %s | %s | %s |\n", sc.name, rw.tg.name(), pushMiBs, pushRatio, pullMiBs, pullRatio, rss)
-			t.Logf("%s %s: push %.0f MiB/s (rss %.0f), pull %.0f MiB/s (rss %.0f)", sc.name, rw.tg.name(), pu.mibs, pu.rss, pl.mibs, pl.rss)
+			fmt.Fprintf(&table, "| %s | %s | %s | %s | %s | %s | %s |\n", sc.name, name, pushMiBs, pushRatio, pullMiBs, pullRatio, rss)
 		}
 	}
 	// Memory does not grow with blob size: registryd's peak RSS pushing 256 MiB vs 2 GiB.
@@ -341,18 +426,19 @@ func TestBenchS3(t *testing.T) {
 		})
 	}
 	writeResults(t, "s3.md", "S3 (MinIO on loopback): registryd and CNCF Distribution v3.1.2 against direct aws-sdk-go-v2",
-		"REGISTRYD_BENCH=1 go test ./bench -run TestBenchS3 -v -timeout 60m", table.String()+"\n"+mem.String())
+		"REGISTRYD_BENCH=1 go test ./bench -run TestBenchS3 -v -timeout 60m", rounds, table.String()+"\n"+mem.String())
 }
 
-func writeResults(t *testing.T, file, title, command, body string) {
+func writeResults(t *testing.T, file, title, command string, rounds int, body string) {
 	dir := filepath.Join("results")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	text := fmt.Sprintf("# %s\n\nCommand: `%s`\n\nMeasured %s on %s (2 cores), one run, all targets side by side on the same MinIO; "+
-		"ratios are against the direct SDK transfer of the same bytes (part size 16 MiB, 4 parts in flight).\n\n%s",
-		title, command, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, body)
+	text := fmt.Sprintf("# %s\n\nCommand: `%s`\n\nMeasured %s on %s (2 cores), %d rounds, each running every target in turn "+
+		"side by side on the same MinIO; throughputs are medians over the rounds, ratios the medians of each round's ratio to "+
+		"that round's direct SDK transfer of the same bytes (part size 16 MiB, 4 parts in flight), peak RSS the highest seen.\n\n%s",
+		title, command, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, rounds, body)
 	if os.Getenv("REGISTRYD_BENCH_SCALE") == "small" {
 		file = "small-" + file
 	}
