@@ -60,10 +60,11 @@ func randomBytes(t *testing.T, n int) []byte {
 	return b
 }
 
-// TestClientCLIs pushes and pulls with the oras and regctl command-line clients on every
-// backend: oras pushes an artifact whose file spans several parts, pulls it back, attaches
-// a referrer and discovers it; regctl copies the artifact with its referrers into another
-// repository (cross-repository mounts), pushes and fetches a blob, lists and deletes tags.
+// TestClientCLIs pushes and pulls with the oras, regctl and helm command-line clients on
+// every backend: oras pushes an artifact whose file spans several parts, pulls it back,
+// attaches a referrer and discovers it; regctl copies the artifact with its referrers into
+// another repository (cross-repository mounts), pushes and fetches a blob, lists and
+// deletes tags; helm pushes a packaged chart, pulls it and renders it from the registry.
 // Every byte and manifest must come back as it went in.
 func TestClientCLIs(t *testing.T) {
 	for _, b := range backends() {
@@ -142,6 +143,32 @@ func TestClientCLIs(t *testing.T) {
 			}
 			if got := regctl.run(t, ctx, nil, "manifest", "get", "--format", "raw-body", host+"/clients/regctl:second"); !bytes.Equal(got, manifest) {
 				t.Fatalf("the remaining tag's manifest changed: %s", got)
+			}
+
+			// helm: push a packaged chart as an OCI artifact, pull it back, render it.
+			helm := newCLI(t, "helm")
+			helm.writeFile(t, "Chart.yaml", []byte("apiVersion: v2\nname: demo\nversion: 0.1.0\n"))
+			helm.writeFile(t, "values.yaml", []byte("replicas: 3\n"))
+			if err := os.Mkdir(filepath.Join(helm.dir, "templates"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			helm.writeFile(t, "templates/cm.yaml", []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\ndata:\n  replicas: \"{{ .Values.replicas }}\"\n"))
+			helm.run(t, ctx, nil, "package", ".", "-d", "pkg")
+			packaged, err := os.ReadFile(filepath.Join(helm.dir, "pkg", "demo-0.1.0.tgz"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			charts := "oci://" + host + "/clients/charts"
+			helm.run(t, ctx, nil, "push", "pkg/demo-0.1.0.tgz", charts, "--plain-http")
+			if err := os.Mkdir(filepath.Join(helm.dir, "pulled"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			helm.run(t, ctx, nil, "pull", charts+"/demo", "--version", "0.1.0", "--plain-http", "-d", "pulled")
+			if got, err := os.ReadFile(filepath.Join(helm.dir, "pulled", "demo-0.1.0.tgz")); err != nil || !bytes.Equal(got, packaged) {
+				t.Fatalf("helm pull: %d bytes (want the %d pushed), %v", len(got), len(packaged), err)
+			}
+			if out := helm.run(t, ctx, nil, "template", "demo", charts+"/demo", "--version", "0.1.0", "--plain-http"); !bytes.Contains(out, []byte(`replicas: "3"`)) {
+				t.Fatalf("helm template of the pulled chart:\n%s", out)
 			}
 		})
 	}
