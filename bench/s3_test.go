@@ -242,6 +242,7 @@ type row struct {
 	tg         target
 	key        string // key prefix suffix: the rows of one registry push different blobs
 	push, pull bool
+	ref        int // index of the row its ratios are against (an earlier row, or itself)
 }
 
 // settle lets the machine catch up between measurements: dirty pages of the previous
@@ -259,6 +260,119 @@ func median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// scenario is a number of concurrent clients each transferring one blob of a size.
+type scenario struct {
+	name    string
+	clients int
+	size    int64
+}
+
+// benchRounds is the number of rounds of each scenario (REGISTRYD_BENCH_ROUNDS, default 3).
+func benchRounds() int {
+	if n, err := strconv.Atoi(os.Getenv("REGISTRYD_BENCH_ROUNDS")); err == nil && n > 0 {
+		return n
+	}
+	return 3
+}
+
+// benchTable runs every scenario for rounds rounds, each round on the rows newRows starts
+// (fresh server processes), and returns the markdown table: median throughputs, the
+// median of each round's ratio to the row's reference row (refName) in that round, and
+// the highest peak RSS.
+func benchTable(t *testing.T, scenarios []scenario, rounds int, refName string, newRows func(t *testing.T) []row) string {
+	ctx := context.Background()
+	var table bytes.Buffer
+	fmt.Fprintf(&table, "| scenario | target | push MiB/s | push vs %s | pull MiB/s | pull vs %s | server peak RSS push / pull (MiB) |\n|---|---|---|---|---|---|---|\n", refName, refName)
+	for si, sc := range scenarios {
+		// Every round and row suffix pushes its own blobs, so no push finds its blob
+		// already stored.
+		blobsFor := func(round int, suffix string) ([]uint64, []string) {
+			h := fnv.New32a()
+			h.Write([]byte(suffix))
+			seeds, dgsts := make([]uint64, sc.clients), make([]string, sc.clients)
+			for i := range seeds {
+				seeds[i] = uint64(si)<<56 | uint64(round)<<48 | uint64(h.Sum32()&0xffff)<<32 | uint64(i+1)
+				dgsts[i] = digestOf(seeds[i], sc.size)
+			}
+			return seeds, dgsts
+		}
+		// Rounds run every row in turn against fresh server processes; the table reports
+		// medians, each ratio the median of the per-round ratios to that round's direct
+		// transfer (measured minutes apart at most), and the highest peak RSS.
+		var names []string
+		var rowsOf []row
+		samples := map[string]*[4][]float64{} // push, pull, push ratio, pull ratio
+		peak := map[string]*[2]float64{}
+		for round := range rounds {
+			rows := newRows(t)
+			results := make([][2]float64, len(rows))
+			for ri, rw := range rows {
+				name := rw.tg.name()
+				if round == 0 {
+					names, rowsOf = append(names, name), append(rowsOf, rw)
+					samples[name], peak[name] = &[4][]float64{}, &[2]float64{}
+				}
+				key := fmt.Sprintf("r%ds%d%s-", round, si, rw.key)
+				seeds, dgsts := blobsFor(round, rw.key)
+				var pu, pl result
+				var err error
+				if rw.push {
+					settle()
+					if pu, err = run(ctx, rw.tg, "push", key, sc.clients, sc.size, seeds, dgsts); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if rw.pull {
+					settle()
+					if pl, err = run(ctx, rw.tg, "pull", key, sc.clients, sc.size, seeds, dgsts); err != nil {
+						t.Fatal(err)
+					}
+				}
+				results[ri] = [2]float64{pu.mibs, pl.mibs}
+				base := results[rw.ref]
+				sm, pk := samples[name], peak[name]
+				if rw.push {
+					sm[0], sm[2] = append(sm[0], pu.mibs), append(sm[2], pu.mibs/base[0])
+					pk[0] = max(pk[0], pu.rss)
+				}
+				if rw.pull {
+					sm[1], sm[3] = append(sm[1], pl.mibs), append(sm[3], pl.mibs/base[1])
+					pk[1] = max(pk[1], pl.rss)
+				}
+				t.Logf("round %d, %s %s: push %.0f MiB/s (rss %.0f), pull %.0f MiB/s (rss %.0f)", round+1, sc.name, name, pu.mibs, pu.rss, pl.mibs, pl.rss)
+			}
+			for _, rw := range rows {
+				if rw.tg.pid() != 0 {
+					rw.tg.(*registry).proc.Stop()
+				}
+			}
+		}
+		for i, name := range names {
+			rw, sm, pk := rowsOf[i], samples[name], peak[name]
+			cell := func(ok bool, v, ratio []float64) (string, string) {
+				if !ok {
+					return "–", "–"
+				}
+				return fmt.Sprintf("%.0f", median(v)), fmt.Sprintf("%.2f×", median(ratio))
+			}
+			pushMiBs, pushRatio := cell(rw.push, sm[0], sm[2])
+			pullMiBs, pullRatio := cell(rw.pull, sm[1], sm[3])
+			rss := "–"
+			if rw.tg.pid() != 0 {
+				rss = "– / –"
+				if rw.push {
+					rss = fmt.Sprintf("%.0f / –", pk[0])
+				}
+				if rw.pull {
+					rss = rss[:strings.LastIndex(rss, "/")+2] + fmt.Sprintf("%.0f", pk[1])
+				}
+			}
+			fmt.Fprintf(&table, "| %s | %s | %s | %s | %s | %s | %s |\n", sc.name, name, pushMiBs, pushRatio, pullMiBs, pullRatio, rss)
+		}
+	}
+	return table.String()
 }
 
 // TestBenchS3 compares registryd and CNCF Distribution, both on the same MinIO, with direct
@@ -303,109 +417,12 @@ func TestBenchS3(t *testing.T) {
 		}
 		return rows
 	}
-	type scenario struct {
-		name    string
-		clients int
-		size    int64
-	}
 	scenarios := []scenario{{"1 client × 1 GiB", 1, 1 << 30}, {"16 clients × 32 MiB", 16, 32 << 20}}
 	if s := os.Getenv("REGISTRYD_BENCH_SCALE"); s == "small" {
 		scenarios = []scenario{{"1 client × 128 MiB", 1, 128 << 20}, {"16 clients × 8 MiB", 16, 8 << 20}}
 	}
-	rounds := 3
-	if n, err := strconv.Atoi(os.Getenv("REGISTRYD_BENCH_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
-	var table bytes.Buffer
-	fmt.Fprintf(&table, "| scenario | target | push MiB/s | push vs direct | pull MiB/s | pull vs direct | server peak RSS push / pull (MiB) |\n|---|---|---|---|---|---|---|\n")
-	for si, sc := range scenarios {
-		// Every round and row suffix pushes its own blobs, so no push finds its blob
-		// already stored.
-		blobsFor := func(round int, suffix string) ([]uint64, []string) {
-			h := fnv.New32a()
-			h.Write([]byte(suffix))
-			seeds, dgsts := make([]uint64, sc.clients), make([]string, sc.clients)
-			for i := range seeds {
-				seeds[i] = uint64(si)<<56 | uint64(round)<<48 | uint64(h.Sum32()&0xffff)<<32 | uint64(i+1)
-				dgsts[i] = digestOf(seeds[i], sc.size)
-			}
-			return seeds, dgsts
-		}
-		// Rounds run every row in turn against fresh server processes; the table reports
-		// medians, each ratio the median of the per-round ratios to that round's direct
-		// transfer (measured minutes apart at most), and the highest peak RSS.
-		var names []string
-		var rowsOf []row
-		samples := map[string]*[4][]float64{} // push, pull, push ratio, pull ratio
-		peak := map[string]*[2]float64{}
-		for round := range rounds {
-			rows := newRows(t)
-			var base [2]float64
-			for ri, rw := range rows {
-				name := rw.tg.name()
-				if round == 0 {
-					names, rowsOf = append(names, name), append(rowsOf, rw)
-					samples[name], peak[name] = &[4][]float64{}, &[2]float64{}
-				}
-				key := fmt.Sprintf("r%ds%d%s-", round, si, rw.key)
-				seeds, dgsts := blobsFor(round, rw.key)
-				var pu, pl result
-				var err error
-				if rw.push {
-					settle()
-					if pu, err = run(ctx, rw.tg, "push", key, sc.clients, sc.size, seeds, dgsts); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if rw.pull {
-					settle()
-					if pl, err = run(ctx, rw.tg, "pull", key, sc.clients, sc.size, seeds, dgsts); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if ri == 0 {
-					base = [2]float64{pu.mibs, pl.mibs}
-				}
-				sm, pk := samples[name], peak[name]
-				if rw.push {
-					sm[0], sm[2] = append(sm[0], pu.mibs), append(sm[2], pu.mibs/base[0])
-					pk[0] = max(pk[0], pu.rss)
-				}
-				if rw.pull {
-					sm[1], sm[3] = append(sm[1], pl.mibs), append(sm[3], pl.mibs/base[1])
-					pk[1] = max(pk[1], pl.rss)
-				}
-				t.Logf("round %d, %s %s: push %.0f MiB/s (rss %.0f), pull %.0f MiB/s (rss %.0f)", round+1, sc.name, name, pu.mibs, pu.rss, pl.mibs, pl.rss)
-			}
-			for _, rw := range rows {
-				if rw.tg.pid() != 0 {
-					rw.tg.(*registry).proc.Stop()
-				}
-			}
-		}
-		for i, name := range names {
-			rw, sm, pk := rowsOf[i], samples[name], peak[name]
-			cell := func(ok bool, v, ratio []float64) (string, string) {
-				if !ok {
-					return "–", "–"
-				}
-				return fmt.Sprintf("%.0f", median(v)), fmt.Sprintf("%.2f×", median(ratio))
-			}
-			pushMiBs, pushRatio := cell(rw.push, sm[0], sm[2])
-			pullMiBs, pullRatio := cell(rw.pull, sm[1], sm[3])
-			rss := "–"
-			if rw.tg.pid() != 0 {
-				rss = "– / –"
-				if rw.push {
-					rss = fmt.Sprintf("%.0f / –", pk[0])
-				}
-				if rw.pull {
-					rss = rss[:strings.LastIndex(rss, "/")+2] + fmt.Sprintf("%.0f", pk[1])
-				}
-			}
-			fmt.Fprintf(&table, "| %s | %s | %s | %s | %s | %s | %s |\n", sc.name, name, pushMiBs, pushRatio, pullMiBs, pullRatio, rss)
-		}
-	}
+	rounds := benchRounds()
+	table := benchTable(t, scenarios, rounds, "direct", newRows)
 	// Memory does not grow with blob size: registryd's peak RSS pushing 256 MiB vs 2 GiB.
 	var mem bytes.Buffer
 	fmt.Fprintf(&mem, "| blob size | registryd peak RSS during push (MiB) |\n|---|---|\n")
@@ -426,19 +443,19 @@ func TestBenchS3(t *testing.T) {
 		})
 	}
 	writeResults(t, "s3.md", "S3 (MinIO on loopback): registryd and CNCF Distribution v3.1.2 against direct aws-sdk-go-v2",
-		"REGISTRYD_BENCH=1 go test ./bench -run TestBenchS3 -v -timeout 60m", rounds, table.String()+"\n"+mem.String())
+		"REGISTRYD_BENCH=1 go test ./bench -run TestBenchS3 -v -timeout 60m", rounds,
+		"all on the same MinIO, ratios against the direct SDK transfer of the same bytes (part size 16 MiB, 4 parts in flight).", table+"\n"+mem.String())
 }
 
-func writeResults(t *testing.T, file, title, command string, rounds int, body string) {
+func writeResults(t *testing.T, file, title, command string, rounds int, about, body string) {
 	dir := filepath.Join("results")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	text := fmt.Sprintf("# %s\n\nCommand: `%s`\n\nMeasured %s on %s (2 cores), %d rounds, each running every target in turn "+
-		"side by side on the same MinIO; throughputs are medians over the rounds, ratios the medians of each round's ratio to "+
-		"that round's direct SDK transfer of the same bytes (part size 16 MiB, 4 parts in flight), peak RSS the highest seen.\n\n%s",
-		title, command, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, rounds, body)
+	text := fmt.Sprintf("# %s\n\nCommand: `%s`\n\nMeasured %s on %s (2 cores), %d rounds, each running every target in turn; %s "+
+		"Throughputs are medians over the rounds, ratios the medians of each round's ratio, peak RSS the highest seen.\n\n%s",
+		title, command, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, rounds, about, body)
 	if os.Getenv("REGISTRYD_BENCH_SCALE") == "small" {
 		file = "small-" + file
 	}
