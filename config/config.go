@@ -110,7 +110,23 @@ type Redirect struct {
 
 // Maintenance holds operational switches.
 type Maintenance struct {
-	ReadOnly ReadOnly `yaml:"readonly"`
+	ReadOnly      ReadOnly      `yaml:"readonly"`
+	UploadPurging UploadPurging `yaml:"uploadpurging"`
+}
+
+// UploadPurging removes, every Interval, the uploads started more than Age ago, with their
+// backend sessions (S3's incomplete multipart uploads included), as CNCF Distribution does.
+// Every replica may run it; purging is idempotent.
+type UploadPurging struct {
+	// Enabled turns purging on or off (default on).
+	Enabled *bool `yaml:"enabled"`
+	// Age is how old an upload must be to be purged (default 168h).
+	Age time.Duration `yaml:"age"`
+	// Interval is the time between purges (default 24h); the first runs within a minute
+	// of start-up (within Interval, when that is shorter).
+	Interval time.Duration `yaml:"interval"`
+	// DryRun logs how many uploads would be purged and removes nothing.
+	DryRun bool `yaml:"dryrun"`
 }
 
 // ReadOnly rejects every write with 405 UNSUPPORTED when Enabled.
@@ -289,6 +305,17 @@ func (c *Config) applyDefaults() {
 	if r.MaxDelay == 0 {
 		r.MaxDelay = 2 * time.Second
 	}
+	up := &c.Storage.Maintenance.UploadPurging
+	if up.Enabled == nil {
+		on := true
+		up.Enabled = &on
+	}
+	if up.Age == 0 {
+		up.Age = 168 * time.Hour
+	}
+	if up.Interval == 0 {
+		up.Interval = 24 * time.Hour
+	}
 	if fs := c.Storage.Filesystem; fs != nil && fs.RootDirectory == "" {
 		fs.RootDirectory = "./data"
 	}
@@ -324,6 +351,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxListEntries < 0 {
 		return errors.New("config: limits.maxlistentries: must be positive")
+	}
+	if up := c.Storage.Maintenance.UploadPurging; up.Age < 0 || up.Interval < 0 {
+		return errors.New("config: storage.maintenance.uploadpurging: age and interval must be positive")
 	}
 	if c.Storage.Retry.MaxAttempts < 1 {
 		return errors.New("config: storage.retry.maxattempts: must be at least 1")

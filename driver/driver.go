@@ -287,3 +287,22 @@ func CommitTo(ctx context.Context, d Driver, w Writer, src, dst string) error {
 	}
 	return d.Copy(ctx, src, dst)
 }
+
+// SessionPurger is implemented by drivers that keep Writer sessions outside the objects
+// of a directory, where deleting the directory does not reach them (S3's incomplete
+// multipart uploads).
+type SessionPurger interface {
+	// PurgeSessions discards every Writer session of the object at path: resuming one
+	// afterwards is ErrNotFound. A committed object at path is untouched.
+	PurgeSessions(ctx context.Context, path string) error
+}
+
+// PurgeSessions discards the Writer sessions of the object at path when d implements
+// SessionPurger; the other drivers keep sessions in objects next to path, which deleting
+// its directory discards, so for them it does nothing.
+func PurgeSessions(ctx context.Context, d Driver, path string) error {
+	if p, ok := d.(SessionPurger); ok {
+		return p.PurgeSessions(ctx, path)
+	}
+	return nil
+}

@@ -192,3 +192,9 @@ func (r *retryDriver) URL(ctx context.Context, path string, expiry time.Duration
 	})
 	return u, err
 }
+
+// PurgeSessions implements SessionPurger by passing the call through to the wrapped
+// driver (retried like List: it only discards).
+func (r *retryDriver) PurgeSessions(ctx context.Context, p string) error {
+	return r.do(ctx, "purge sessions", p, func(int) error { return PurgeSessions(ctx, r.Driver, p) })
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -92,6 +93,33 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// purgeUploads removes old uploads (storage.maintenance.uploadpurging) until ctx ends:
+// first after a random delay of up to a minute (or of the interval, when shorter), so
+// replicas started together do not purge in step, then every interval. A read-only
+// registry does not purge.
+func purgeUploads(ctx context.Context, reg *storage.Registry, cfg *config.Config, log *slog.Logger) {
+	up := cfg.Storage.Maintenance.UploadPurging
+	if !*up.Enabled || cfg.Storage.Maintenance.ReadOnly.Enabled {
+		return
+	}
+	delay := time.Duration(mathrand.Int64N(int64(min(up.Interval, time.Minute)) + 1))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		start := time.Now()
+		n, err := reg.PurgeUploads(ctx, start.Add(-up.Age), up.DryRun)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("upload purging failed", "purged", n, "dryrun", up.DryRun, "error", err)
+		} else if err == nil {
+			log.Info("upload purging done", "purged", n, "dryrun", up.DryRun, "age", up.Age, "took", time.Since(start))
+		}
+		delay = up.Interval
+	}
+}
+
 // serve runs the registry until ctx is cancelled, then drains in-flight requests.
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log := newLogger(cfg.Log, logw)
@@ -149,6 +177,13 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		log.Info("listening", "addr", l.Addr().String(), "storage", d.Name(), "version", versionString())
 		go func() { errc <- s.Serve(l) }()
 	}
+	purgeCtx, stopPurging := context.WithCancel(ctx)
+	purged := make(chan struct{})
+	go func() {
+		defer close(purged)
+		purgeUploads(purgeCtx, reg, cfg, log)
+	}()
+	defer func() { stopPurging(); <-purged }()
 	select {
 	case err := <-errc:
 		return err

@@ -375,6 +375,15 @@ func (d *Driver) URL(ctx context.Context, p string, expiry time.Duration) (strin
 	return d.inner.URL(ctx, p, expiry)
 }
 
+// PurgeSessions implements driver.SessionPurger: the Delete rules apply with path, then
+// the inner driver's PurgeSessions, if it has one.
+func (d *Driver) PurgeSessions(ctx context.Context, p string) error {
+	if _, err := d.check(Delete, p); err != nil {
+		return err
+	}
+	return driver.PurgeSessions(ctx, d.inner, p)
+}
+
 // Writer implements driver.Driver. The writer it returns consults the rules on Write,
 // State, Commit and Abort with the writer's path.
 func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {

@@ -77,6 +77,7 @@ func TestS3(t *testing.T) {
 	t.Run("MemoryBudget", func(t *testing.T) { testMemoryBudget(t, m) })
 	t.Run("SidecarHidden", func(t *testing.T) { testSidecarHidden(t, m) })
 	t.Run("PayloadIntegrity", func(t *testing.T) { testPayloadIntegrity(t, m) })
+	t.Run("PurgeSessions", func(t *testing.T) { testPurgeSessions(t, m) })
 }
 
 // testMisconfigured: wrong credentials, a missing bucket and an unreachable endpoint are
@@ -645,5 +646,47 @@ func assertContent(t *testing.T, d driver.Driver, p string, want []byte) {
 	got, err := io.ReadAll(rc)
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("read back %s: %d bytes (want %d), equal %v, %v", p, len(got), len(want), bytes.Equal(got, want), err)
+	}
+}
+
+// testPurgeSessions: PurgeSessions aborts the multipart uploads of every session of an
+// object (resuming them is ErrNotFound) and leaves other objects' sessions resumable.
+func testPurgeSessions(t *testing.T, m *testenv.MinIO) {
+	ctx := context.Background()
+	d := newDriver(t, minioConfig(m, m.NewBucket(t)))
+	start := func(p string) []byte {
+		w, err := d.Writer(ctx, p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(bytes.Repeat([]byte("p"), partSize+partSize/2)); err != nil {
+			t.Fatal(err)
+		}
+		st, err := w.State(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	const purged, kept = "repo/_uploads/a/data", "repo/_uploads/a/data2"
+	states := [][]byte{start(purged), start(purged)}
+	keptState := start(kept)
+	if err := d.PurgeSessions(ctx, purged); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range states {
+		if _, err := d.Writer(ctx, purged, st); !errors.Is(err, driver.ErrNotFound) {
+			t.Errorf("resume %s after PurgeSessions: %v, want ErrNotFound", purged, err)
+		}
+	}
+	w, err := d.Writer(ctx, kept, keptState)
+	if err != nil {
+		t.Fatalf("another object's session: %v", err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PurgeSessions(ctx, "nothing/here"); err != nil {
+		t.Errorf("PurgeSessions of an object without sessions: %v", err)
 	}
 }
