@@ -15,6 +15,21 @@ func TestDefault(t *testing.T) {
 		c.Limits.MaxManifestBytes != 4<<20 || c.Storage.Retry.MaxAttempts != 4 {
 		t.Fatalf("defaults: %+v", c)
 	}
+	if up := c.Storage.Maintenance.UploadPurging; up.Enabled == nil || !*up.Enabled || up.Age != 168*time.Hour ||
+		up.Interval != 24*time.Hour || up.DryRun {
+		t.Fatalf("upload purging defaults: %+v", up)
+	}
+}
+
+func TestUploadPurgingSwitches(t *testing.T) {
+	c, err := Load(strings.NewReader("storage: {maintenance: {uploadpurging: {age: 2h, dryrun: true}}}\n"),
+		[]string{"REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up := c.Storage.Maintenance.UploadPurging; *up.Enabled || up.Age != 2*time.Hour || up.Interval != 24*time.Hour || !up.DryRun {
+		t.Fatalf("upload purging: %+v", up)
+	}
 }
 
 func TestLoadAndEnv(t *testing.T) {
@@ -81,6 +96,7 @@ func TestInvalid(t *testing.T) {
 		{"", []string{"REGISTRY_STORAGE_S3_NOPE=1"}, "REGISTRY_STORAGE_S3_NOPE"},
 		{"", []string{"REGISTRY_HTTP_DRAINTIMEOUT=soon"}, "REGISTRY_HTTP_DRAINTIMEOUT"},
 		{"", []string{"REGISTRY_STORAGE_DELETE_ENABLED=maybe"}, "REGISTRY_STORAGE_DELETE_ENABLED"},
+		{"storage: {maintenance: {uploadpurging: {age: -1h}}}\n", nil, "storage.maintenance.uploadpurging"},
 	} {
 		_, err := Load(strings.NewReader(tc.yml), tc.env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
