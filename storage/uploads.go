@@ -357,10 +357,15 @@ func (r *Registry) commitToContentAddress(ctx context.Context, u *Upload, w driv
 		}
 		return nil
 	}
-	if err := driver.CommitTo(ctx, r.d, w, uploadDataPath(u.Repo, u.ID), blobDataPath(d)); err != nil {
+	version, err := driver.CommitTo(ctx, r.d, w, uploadDataPath(u.Repo, u.ID), blobDataPath(d))
+	if err != nil {
 		return fmt.Errorf("commit upload to content address: %w", err)
 	}
-	r.noteWritten(ctx, d)
+	if version != "" {
+		r.verified.add(d, version)
+	} else {
+		r.noteWritten(ctx, d)
+	}
 	return nil
 }
 

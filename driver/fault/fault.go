@@ -428,17 +428,11 @@ func (w *faultWriter) Commit(ctx context.Context) error {
 
 // CommitTo implements driver.CommitterTo: the Commit rules apply with the writer's path,
 // then the inner writer's CommitTo, or Commit and the Copy rules when it has none.
-func (w *faultWriter) CommitTo(ctx context.Context, dst string) error {
+func (w *faultWriter) CommitTo(ctx context.Context, dst string) (string, error) {
 	if _, err := w.d.check(Commit, w.path); err != nil {
-		return err
+		return "", err
 	}
-	if c, ok := w.w.(driver.CommitterTo); ok {
-		return c.CommitTo(ctx, dst)
-	}
-	if err := w.w.Commit(ctx); err != nil {
-		return err
-	}
-	return w.d.Copy(ctx, w.path, dst)
+	return driver.CommitTo(ctx, w.d, w.w, w.path, dst)
 }
 
 func (w *faultWriter) Abort(ctx context.Context) error {

@@ -460,11 +460,18 @@ func (w *fileWriter) State(ctx context.Context) ([]byte, error) {
 func (w *fileWriter) Commit(ctx context.Context) error { return w.commit(ctx, w.path) }
 
 // CommitTo implements driver.CommitterTo: the session file is renamed to dst.
-func (w *fileWriter) CommitTo(ctx context.Context, dst string) error {
+func (w *fileWriter) CommitTo(ctx context.Context, dst string) (string, error) {
 	if err := driver.CheckPath(dst); err != nil {
-		return err
+		return "", err
 	}
-	return w.commit(ctx, dst)
+	if err := w.commit(ctx, dst); err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(w.d.full(dst))
+	if err != nil {
+		return "", nil // committed; the version is merely unknown
+	}
+	return version(fi), nil
 }
 
 // commit syncs the session file and renames it to the object at p.

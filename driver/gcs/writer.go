@@ -567,22 +567,30 @@ func (d *Driver) putManifest(ctx context.Context, name string, data []byte) (int
 }
 
 // Commit implements driver.Writer.
-func (w *writer) Commit(ctx context.Context) error { return w.commit(ctx, w.key) }
+func (w *writer) Commit(ctx context.Context) error {
+	_, err := w.commit(ctx, w.key)
+	return err
+}
 
 // CommitTo implements driver.CommitterTo: the session's components are composed straight
 // into dst (a session that never filled a part is uploaded there), so nothing is written
 // at the writer's path and nothing is copied.
-func (w *writer) CommitTo(ctx context.Context, dst string) error {
+func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 	if err := driver.CheckPath(dst); err != nil {
-		return err
+		return "", err
 	}
-	return w.commit(ctx, w.d.key(dst))
+	attrs, err := w.commit(ctx, w.d.key(dst))
+	if err != nil || attrs == nil {
+		return "", err
+	}
+	return strconv.FormatInt(attrs.Generation, 10), nil
 }
 
-// commit ends the session with its bytes in the object named key.
-func (w *writer) commit(ctx context.Context, key string) error {
+// commit ends the session with its bytes in the object named key, whose attributes it
+// returns.
+func (w *writer) commit(ctx context.Context, key string) (*storage.ObjectAttrs, error) {
 	if w.ended {
-		return &driver.PathError{Op: "commit", Path: w.p, Err: errEnded}
+		return nil, &driver.PathError{Op: "commit", Path: w.p, Err: errEnded}
 	}
 	defer w.cancel()
 	defer w.free()
@@ -591,50 +599,52 @@ func (w *writer) commit(ctx context.Context, key string) error {
 		err = ctx.Err()
 	}
 	if err != nil {
-		return fail(ctx, "commit", w.p, err)
+		return nil, fail(ctx, "commit", w.p, err)
 	}
 	if w.seq == 0 && w.parts == 0 {
 		// A new session holding less than a part: no session objects exist.
-		if _, err := w.d.upload(ctx, key, w.buf, nil); err != nil {
-			return fail(ctx, "commit", w.p, err)
+		attrs, err := w.d.upload(ctx, key, w.buf, nil)
+		if err != nil {
+			return nil, fail(ctx, "commit", w.p, err)
 		}
-		return nil
+		return attrs, nil
 	}
 	seg, err := w.flushTail(ctx)
 	if err != nil {
-		return fail(ctx, "commit", w.p, err)
+		return nil, fail(ctx, "commit", w.p, err)
 	}
 	if w.seq != 0 {
 		// The session must still be at the state this writer resumed from.
 		if err := w.checkHead(ctx, w.seq, w.gen); err != nil {
-			return fail(ctx, "commit", w.p, err)
+			return nil, fail(ctx, "commit", w.p, err)
 		}
 	}
 	srcs := w.components(append(append([]segment(nil), w.segs...), seg...))
+	var attrs *storage.ObjectAttrs
 	if len(srcs) == 0 {
-		_, err = w.d.upload(ctx, key, nil, nil)
+		attrs, err = w.d.upload(ctx, key, nil, nil)
 	} else {
-		err = w.compose(ctx, srcs, key)
+		attrs, err = w.compose(ctx, srcs, key)
 	}
 	if err != nil {
-		return fail(ctx, "commit", w.p, err)
+		return nil, fail(ctx, "commit", w.p, err)
 	}
 	// The object is in place. Drop the manifests first: from then on the session is gone
 	// (a retried Commit finds ErrNotFound rather than composing again), then the rest.
 	if w.seq != 0 {
 		if _, err := w.d.deletePrefix(ctx, w.prefix+"m."); err != nil {
-			return fail(ctx, "commit", w.p, err)
+			return nil, fail(ctx, "commit", w.p, err)
 		}
 	}
 	if _, err := w.d.deletePrefix(ctx, w.prefix); err != nil {
-		return fail(ctx, "commit", w.p, err)
+		return nil, fail(ctx, "commit", w.p, err)
 	}
-	return nil
+	return attrs, nil
 }
 
 // compose concatenates srcs into the object named key, through intermediate composites
 // when there are more than maxComposeSources.
-func (w *writer) compose(ctx context.Context, srcs []string, key string) error {
+func (w *writer) compose(ctx context.Context, srcs []string, key string) (*storage.ObjectAttrs, error) {
 	for level := 0; len(srcs) > maxComposeSources; level++ {
 		next := make([]string, (len(srcs)+maxComposeSources-1)/maxComposeSources)
 		g, gctx := errgroup.WithContext(ctx)
@@ -642,31 +652,38 @@ func (w *writer) compose(ctx context.Context, srcs []string, key string) error {
 		for j := range next {
 			group := srcs[j*maxComposeSources : min(len(srcs), (j+1)*maxComposeSources)]
 			next[j] = fmt.Sprintf("%s%x.c%d.%d", w.prefix, w.id, level, j)
-			g.Go(func() error { return w.d.composeOnce(gctx, group, next[j]) })
+			g.Go(func() error {
+				_, err := w.d.composeOnce(gctx, group, next[j])
+				return err
+			})
 		}
 		if err := g.Wait(); err != nil {
-			return err
+			return nil, err
 		}
 		srcs = next
 	}
 	return w.d.composeOnce(ctx, srcs, key)
 }
 
-// composeOnce composes srcs (at most maxComposeSources) into dst, retrying transient
-// failures: composing the same sources again gives the same object.
-func (d *Driver) composeOnce(ctx context.Context, srcs []string, dst string) error {
+// composeOnce composes srcs (at most maxComposeSources) into dst and returns its
+// attributes, retrying transient failures: composing the same sources again gives the
+// same object.
+func (d *Driver) composeOnce(ctx context.Context, srcs []string, dst string) (*storage.ObjectAttrs, error) {
 	handles := make([]*storage.ObjectHandle, len(srcs))
 	for i, s := range srcs {
 		handles[i] = d.bucket.Object(s)
 	}
-	return d.withRetry(ctx, func() error {
+	var attrs *storage.ObjectAttrs
+	err := d.withRetry(ctx, func() error {
 		c := d.bucket.Object(dst).ComposerFrom(handles...)
 		c.ContentType = "application/octet-stream"
-		if _, err := c.Run(ctx); err != nil {
+		var err error
+		if attrs, err = c.Run(ctx); err != nil {
 			return d.notFound(ctx, err)
 		}
 		return nil
 	})
+	return attrs, err
 }
 
 // Abort implements driver.Writer.

@@ -289,31 +289,35 @@ func (w *memWriter) State(ctx context.Context) ([]byte, error) {
 	return json.Marshal(writerState{ID: w.id, Size: w.size})
 }
 
-func (w *memWriter) Commit(ctx context.Context) error { return w.commit(ctx, w.s.path) }
+func (w *memWriter) Commit(ctx context.Context) error {
+	_, err := w.commit(ctx, w.s.path)
+	return err
+}
 
 // CommitTo implements driver.CommitterTo: the session's bytes are stored at dst.
-func (w *memWriter) CommitTo(ctx context.Context, dst string) error {
+func (w *memWriter) CommitTo(ctx context.Context, dst string) (string, error) {
 	if err := driver.CheckPath(dst); err != nil {
-		return err
+		return "", err
 	}
 	return w.commit(ctx, dst)
 }
 
-func (w *memWriter) commit(ctx context.Context, p string) error {
+// commit stores the session's bytes at p and returns the object's version.
+func (w *memWriter) commit(ctx context.Context, p string) (string, error) {
 	if err := w.end("commit"); err != nil {
-		return err
+		return "", err
 	}
 	if err := ctx.Err(); err != nil {
-		return fail("commit", w.s.path, err)
+		return "", fail("commit", w.s.path, err)
 	}
 	w.d.mu.Lock()
 	defer w.d.mu.Unlock()
 	if _, ok := w.d.sessions[w.id]; !ok {
-		return fail("commit", w.s.path, driver.ErrNotFound)
+		return "", fail("commit", w.s.path, driver.ErrNotFound)
 	}
 	delete(w.d.sessions, w.id)
 	w.d.store(p, object{data: w.s.buf[:w.size:w.size], modTime: time.Now()})
-	return nil
+	return w.d.objects[p].version(), nil
 }
 
 func (w *memWriter) Abort(ctx context.Context) error {

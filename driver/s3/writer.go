@@ -397,73 +397,77 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	_, err := w.commit(ctx, w.key)
+	_, _, err := w.commit(ctx, w.key)
 	w.finish(err == nil)
 	return err
 }
 
 // CommitTo implements driver.CommitterTo. A session that never filled a part is one
-// PutObject at dst: nothing is written at the writer's path and nothing is copied. The
-// parts of a multipart session can only be completed where they were uploaded, so that
-// is Commit, a server-side Copy to dst and a DeleteObject of the writer's path.
-func (w *writer) CommitTo(ctx context.Context, dst string) error {
+// PutObject at dst (whose ETag is the version): nothing is written at the writer's path
+// and nothing is copied. The parts of a multipart session can only be completed where
+// they were uploaded, so that is Commit, a server-side Copy to dst and a DeleteObject of
+// the writer's path (the version is not reported).
+func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 	if err := driver.CheckPath(dst); err != nil {
-		return err
+		return "", err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.usable(); err != nil {
-		return err
+		return "", err
 	}
-	multipart, err := w.commit(ctx, w.d.key(dst))
+	etag, multipart, err := w.commit(ctx, w.d.key(dst))
 	w.finish(err == nil)
 	if err != nil || !multipart {
-		return err
+		return etag, err
 	}
 	if err := w.d.Copy(ctx, w.path, dst); err != nil {
-		return err
+		return "", err
 	}
 	if _, err := w.d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &w.d.bucket, Key: &w.key}); err != nil {
-		return w.fail(ctx, "commit", err)
+		return "", w.fail(ctx, "commit", err)
 	}
-	return nil
+	return "", nil
 }
 
-// commit ends the session: a single PutObject at single when it never filled a part,
-// else the last part and CompleteMultipartUpload at the writer's key (multipart is true).
-func (w *writer) commit(ctx context.Context, single string) (multipart bool, err error) {
+// commit ends the session: a single PutObject at single when it never filled a part
+// (etag is its ETag), else the last part and CompleteMultipartUpload at the writer's key
+// (multipart is true).
+func (w *writer) commit(ctx context.Context, single string) (etag string, multipart bool, err error) {
 	d := w.d
 	if err := w.wait(ctx); err != nil {
-		return false, err
+		return "", false, err
 	}
 	if w.uploadID == "" {
-		if _, err := d.putObject(ctx, single, w.buf, true); err != nil {
-			return false, w.wrap("commit", err)
+		out, err := d.putObject(ctx, single, w.buf, true)
+		if err != nil {
+			return "", false, w.wrap("commit", err)
 		}
+		etag = aws.ToString(out.ETag)
 	} else {
 		if len(w.buf) > 0 {
 			if err := w.uploadLast(ctx); err != nil {
-				return true, err
+				return "", true, err
 			}
 		}
 		parts, err := w.partList(ctx)
 		if err != nil {
-			return true, err
+			return "", true, err
 		}
 		_, err = d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 			Bucket: &d.bucket, Key: &w.key, UploadId: &w.uploadID,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 		})
 		if err != nil {
-			return true, w.fail(ctx, "commit", err)
+			return "", true, w.fail(ctx, "commit", err)
 		}
 	}
 	if w.resumed {
 		if _, err := d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &d.bucket, Key: &w.sidecar}); err != nil {
-			return w.uploadID != "", w.fail(ctx, "commit", err)
+			return "", w.uploadID != "", w.fail(ctx, "commit", err)
 		}
 	}
-	return w.uploadID != "", nil
+	return etag, w.uploadID != "", nil
 }
 
 // partList returns parts 1..w.parts for CompleteMultipartUpload: those this writer sent,

@@ -536,11 +536,15 @@ func testWriterCommitTo(t *testing.T, h *Harness, dir string) {
 				writeAll(t, w, b, 1<<20)
 			}
 			_, native := w.(driver.CommitterTo)
-			if err := driver.CommitTo(ctx(t), d, w, src, dst); err != nil {
+			version, err := driver.CommitTo(ctx(t), d, w, src, dst)
+			if err != nil {
 				t.Fatalf("commit to %s: %v", dst, err)
 			}
 			if got := read(t, d, dst, 0, -1); !bytes.Equal(got, b) {
 				t.Errorf("%d bytes: content at the destination differs (got %d)", c.n, len(got))
+			}
+			if fi, err := d.Stat(ctx(t), dst); err != nil || (version != "" && fi.Version != version) {
+				t.Errorf("CommitTo reported version %q, Stat says %q (%v)", version, fi.Version, err)
 			}
 			if native {
 				_, err := d.Stat(ctx(t), src)
@@ -562,7 +566,7 @@ func testWriterCommitTo(t *testing.T, h *Harness, dir string) {
 		t.Fatal(err)
 	}
 	if c, ok := w.(driver.CommitterTo); ok {
-		if err := c.CommitTo(ctx(t), "a//b"); !errors.Is(err, driver.ErrInvalidPath) {
+		if _, err := c.CommitTo(ctx(t), "a//b"); !errors.Is(err, driver.ErrInvalidPath) {
 			t.Errorf("CommitTo an invalid path: %v, want ErrInvalidPath", err)
 		}
 	}
