@@ -59,20 +59,29 @@ func (r *Registry) Tags(ctx context.Context, repo, last string, n int) ([]string
 
 // allTags lists every tag of a repository.
 func (r *Registry) allTags(ctx context.Context, repo string) ([]string, error) {
-	var tags []string
+	tags, err := r.subdirs(ctx, tagsDir(repo))
+	if err != nil {
+		return nil, fmt.Errorf("list tags: %w", err)
+	}
+	return tags, nil
+}
+
+// subdirs returns the names of the directories directly under dir, in order.
+func (r *Registry) subdirs(ctx context.Context, dir string) ([]string, error) {
+	var names []string
 	after := ""
 	for {
-		l, err := r.d.List(ctx, tagsDir(repo), after, 1000)
+		l, err := r.d.List(ctx, dir, after, 1000)
 		if err != nil {
-			return nil, fmt.Errorf("list tags: %w", err)
+			return nil, fmt.Errorf("list %s: %w", dir, err)
 		}
 		for _, fi := range l {
 			if fi.IsDir {
-				tags = append(tags, path.Base(fi.Path))
+				names = append(names, path.Base(fi.Path))
 			}
 		}
 		if len(l) < 1000 {
-			return tags, nil
+			return names, nil
 		}
 		after = l[len(l)-1].Path
 	}

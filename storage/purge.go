@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"strings"
 	"time"
 
@@ -28,7 +27,7 @@ func (r *Registry) PurgeUploads(ctx context.Context, cutoff time.Time, dryRun bo
 	n := 0
 	var first error
 	for _, repo := range repos {
-		ids, err := r.listUploads(ctx, repo)
+		ids, err := r.subdirs(ctx, repoDir(repo)+"/_uploads")
 		if err == nil {
 			for _, id := range ids {
 				var old bool
@@ -54,28 +53,6 @@ func (r *Registry) PurgeUploads(ctx context.Context, cutoff time.Time, dryRun bo
 		}
 	}
 	return n, first
-}
-
-// listUploads returns the ids of the upload directories of repo.
-func (r *Registry) listUploads(ctx context.Context, repo string) ([]string, error) {
-	dir := repoDir(repo) + "/_uploads"
-	var ids []string
-	after := ""
-	for {
-		l, err := r.d.List(ctx, dir, after, 1000)
-		if err != nil {
-			return ids, fmt.Errorf("list %s: %w", dir, err)
-		}
-		for _, fi := range l {
-			if fi.IsDir {
-				ids = append(ids, path.Base(fi.Path))
-			}
-		}
-		if len(l) < 1000 {
-			return ids, nil
-		}
-		after = l[len(l)-1].Path
-	}
 }
 
 // uploadExpired reports whether the upload was started before cutoff or, without a
