@@ -269,22 +269,23 @@ type Writer interface {
 // composed or renamed into it.
 type CommitterTo interface {
 	// CommitTo is Commit with the bytes made readable at dst (atomically replacing any
-	// object there) instead of at the writer's path, where nothing is created. Like Commit
-	// it releases the session's backend resources and ends the writer's use; a session
-	// the backend no longer knows is ErrNotFound. version is the new object's
-	// Info.Version, or "" when the backend did not report it.
+	// object there) instead of at the writer's path, where nothing is created; dst may
+	// also be the writer's own path. Like Commit it releases the session's backend
+	// resources and ends the writer's use; a session the backend no longer knows is
+	// ErrNotFound. version is the new object's Info.Version, or "" when the backend did
+	// not report it.
 	CommitTo(ctx context.Context, dst string) (version string, err error)
 }
 
 // CommitTo commits w, a Writer of d opened at src, so that its bytes become readable at
-// dst: with w.CommitTo when w implements CommitterTo, else with Commit and a Driver.Copy
-// from src to dst, which leaves the committed object at src for the caller to remove (and
-// reports no version).
+// dst: with w.CommitTo when w implements CommitterTo, else with Commit and (unless dst is
+// src) a Driver.Copy from src to dst, which leaves the committed object at src for the
+// caller to remove; that way reports no version.
 func CommitTo(ctx context.Context, d Driver, w Writer, src, dst string) (version string, err error) {
 	if c, ok := w.(CommitterTo); ok {
 		return c.CommitTo(ctx, dst)
 	}
-	if err := w.Commit(ctx); err != nil {
+	if err := w.Commit(ctx); err != nil || dst == src {
 		return "", err
 	}
 	return "", d.Copy(ctx, src, dst)

@@ -279,7 +279,8 @@ func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want diges
 		}
 		return BlobInfo{Digest: want, Size: n}, nil
 	}
-	if err := w.Commit(ctx); err != nil {
+	version, err := driver.CommitTo(ctx, r.d, w, p, p)
+	if err != nil {
 		// A concurrent upload of the same content may have committed first (on Azure that
 		// discards this session's blocks): the blob is there all the same.
 		if fi, serr := r.d.Stat(ctx, p); serr == nil && fi.Size == n {
@@ -287,7 +288,7 @@ func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want diges
 		}
 		return BlobInfo{}, fmt.Errorf("commit blob: %w", err)
 	}
-	r.noteWritten(ctx, want)
+	r.noteWritten(ctx, want, version)
 	return BlobInfo{Digest: want, Size: n}, nil
 }
 
@@ -361,11 +362,7 @@ func (r *Registry) commitToContentAddress(ctx context.Context, u *Upload, w driv
 	if err != nil {
 		return fmt.Errorf("commit upload to content address: %w", err)
 	}
-	if version != "" {
-		r.verified.add(d, version)
-	} else {
-		r.noteWritten(ctx, d)
-	}
+	r.noteWritten(ctx, d, version)
 	return nil
 }
 
@@ -380,7 +377,7 @@ func (r *Registry) moveToContentAddress(ctx context.Context, u *Upload, d digest
 	if err := r.d.Copy(ctx, uploadDataPath(u.Repo, u.ID), blobDataPath(d)); err != nil {
 		return fmt.Errorf("move upload to content address: %w", err)
 	}
-	r.noteWritten(ctx, d)
+	r.noteWritten(ctx, d, "")
 	return nil
 }
 

@@ -56,9 +56,15 @@ func (v *verifiedSet) add(d digest.Digest, version string) {
 }
 
 // noteWritten records the version now stored at d's content address, which this process
-// has just written from bytes it verified. A failed Stat only means the next read hashes.
-func (r *Registry) noteWritten(ctx context.Context, d digest.Digest) {
-	if fi, err := r.d.Stat(ctx, blobDataPath(d)); err == nil {
-		r.verified.add(d, fi.Version)
+// has just written from bytes it verified: version when the commit reported it, else
+// what a Stat says. A failed Stat only means the next read hashes.
+func (r *Registry) noteWritten(ctx context.Context, d digest.Digest, version string) {
+	if version == "" {
+		fi, err := r.d.Stat(ctx, blobDataPath(d))
+		if err != nil {
+			return
+		}
+		version = fi.Version
 	}
+	r.verified.add(d, version)
 }

@@ -405,8 +405,9 @@ func (w *writer) Commit(ctx context.Context) error {
 // CommitTo implements driver.CommitterTo. A session that never filled a part is one
 // PutObject at dst (whose ETag is the version): nothing is written at the writer's path
 // and nothing is copied. The parts of a multipart session can only be completed where
-// they were uploaded, so that is Commit, a server-side Copy to dst and a DeleteObject of
-// the writer's path (the version is not reported).
+// they were uploaded: at the writer's own path that is all (the completed upload's ETag
+// is the version); elsewhere it is followed by a server-side Copy to dst and a
+// DeleteObject of the writer's path (the version is not reported).
 func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 	if err := driver.CheckPath(dst); err != nil {
 		return "", err
@@ -418,7 +419,7 @@ func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 	}
 	etag, multipart, err := w.commit(ctx, w.d.key(dst))
 	w.finish(err == nil)
-	if err != nil || !multipart {
+	if err != nil || !multipart || dst == w.path {
 		return etag, err
 	}
 	if err := w.d.Copy(ctx, w.path, dst); err != nil {
@@ -430,9 +431,9 @@ func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 	return "", nil
 }
 
-// commit ends the session: a single PutObject at single when it never filled a part
-// (etag is its ETag), else the last part and CompleteMultipartUpload at the writer's key
-// (multipart is true).
+// commit ends the session: a single PutObject at single when it never filled a part,
+// else the last part and CompleteMultipartUpload at the writer's key (multipart is true);
+// etag is the ETag of the object written.
 func (w *writer) commit(ctx context.Context, single string) (etag string, multipart bool, err error) {
 	d := w.d
 	if err := w.wait(ctx); err != nil {
@@ -454,13 +455,14 @@ func (w *writer) commit(ctx context.Context, single string) (etag string, multip
 		if err != nil {
 			return "", true, err
 		}
-		_, err = d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		out, err := d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 			Bucket: &d.bucket, Key: &w.key, UploadId: &w.uploadID,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 		})
 		if err != nil {
 			return "", true, w.fail(ctx, "commit", err)
 		}
+		etag = aws.ToString(out.ETag)
 	}
 	if w.resumed {
 		if _, err := d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &d.bucket, Key: &w.sidecar}); err != nil {

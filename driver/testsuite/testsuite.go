@@ -560,6 +560,26 @@ func testWriterCommitTo(t *testing.T, h *Harness, dir string) {
 			}
 		})
 	}
+	// At the writer's own path CommitTo is Commit, with the version reported.
+	for _, n := range []int64{1, 2*ps + 17} {
+		p := fmt.Sprintf("%s/own%d/data", dir, n)
+		b := randBytes(n)
+		w, err := d.Writer(ctx(t), p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeAll(t, w, b, 1<<20)
+		version, err := driver.CommitTo(ctx(t), d, w, p, p)
+		if err != nil {
+			t.Fatalf("commit %d bytes to the writer's own path: %v", n, err)
+		}
+		if got := read(t, d, p, 0, -1); !bytes.Equal(got, b) {
+			t.Errorf("%d bytes committed to the writer's own path: content differs (got %d)", n, len(got))
+		}
+		if fi, err := d.Stat(ctx(t), p); err != nil || (version != "" && fi.Version != version) {
+			t.Errorf("own path: CommitTo reported version %q, Stat says %q (%v)", version, fi.Version, err)
+		}
+	}
 	// An invalid destination is refused without ending the session.
 	w, err := d.Writer(ctx(t), dir+"/bad/data", nil)
 	if err != nil {
