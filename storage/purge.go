@@ -12,13 +12,14 @@ import (
 )
 
 // PurgeUploads removes the uploads of every repository that were started before cutoff
-// (by the time in their marker), and the upload directories without a marker whose objects
-// were all written before cutoff (what a failed clean-up left behind; every request with
-// their token is BLOB_UPLOAD_UNKNOWN already): first the backend's write sessions of their
-// data (S3's incomplete multipart uploads), then every object under their directory. A client still
-// holding a purged upload's token gets BLOB_UPLOAD_UNKNOWN. With dryRun nothing is
-// removed. It returns how many uploads it removed (or would have); a failure on one
-// upload does not stop the others, and the first failure is returned.
+// (by the time in their marker), and the upload directories without a marker whose
+// objects were all written before cutoff (what a failed clean-up left behind; every
+// request with their token is BLOB_UPLOAD_UNKNOWN already): first the backend's write
+// sessions of their data (S3's incomplete multipart uploads), then every object under
+// their directory. A client still holding a purged upload's token gets
+// BLOB_UPLOAD_UNKNOWN. With dryRun nothing is removed. It returns how many uploads it
+// removed (or would have); a failure on one upload does not stop the others, and the
+// first failure is returned.
 func (r *Registry) PurgeUploads(ctx context.Context, cutoff time.Time, dryRun bool) (int, error) {
 	repos, _, err := r.Catalog(ctx, "", -1)
 	if err != nil {
@@ -27,29 +28,36 @@ func (r *Registry) PurgeUploads(ctx context.Context, cutoff time.Time, dryRun bo
 	n := 0
 	var first error
 	for _, repo := range repos {
-		ids, err := r.subdirs(ctx, repoDir(repo)+"/_uploads")
-		if err == nil {
-			for _, id := range ids {
-				var old bool
-				if old, err = r.uploadExpired(ctx, repo, id, cutoff); err != nil || !old {
-					if err != nil && first == nil {
-						first = err
-					}
-					continue
-				}
-				n++
-				if !dryRun {
-					err = r.purgeUpload(ctx, repo, id)
-				}
-				if err != nil && first == nil {
-					first = err
-				}
-			}
-		} else if first == nil {
+		k, err := r.purgeRepoUploads(ctx, repo, cutoff, dryRun)
+		n += k
+		if err != nil && first == nil {
 			first = err
 		}
 		if err := ctx.Err(); err != nil {
 			return n, err
+		}
+	}
+	return n, first
+}
+
+// purgeRepoUploads is PurgeUploads for the uploads of one repository.
+func (r *Registry) purgeRepoUploads(ctx context.Context, repo string, cutoff time.Time, dryRun bool) (int, error) {
+	ids, err := r.subdirs(ctx, repoDir(repo)+"/_uploads")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var first error
+	for _, id := range ids {
+		old, err := r.uploadExpired(ctx, repo, id, cutoff)
+		if err == nil && old {
+			n++
+			if !dryRun {
+				err = r.purgeUpload(ctx, repo, id)
+			}
+		}
+		if err != nil && first == nil {
+			first = err
 		}
 	}
 	return n, first
