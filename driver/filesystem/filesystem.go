@@ -275,6 +275,11 @@ func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driv
 		if after != "" && p <= after {
 			continue
 		}
+		if e.IsDir() && !holdsObject(filepath.Join(d.full(dir), name)) {
+			// A directory with no object under it is not there for an object store:
+			// an empty one is what a crash between mkdir and rename leaves behind.
+			continue
+		}
 		info := driver.Info{Path: p, IsDir: e.IsDir()}
 		if !e.IsDir() {
 			fi, err := e.Info()
@@ -292,6 +297,24 @@ func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driv
 		}
 	}
 	return out, nil
+}
+
+// holdsObject reports whether the directory at full holds an object, at any depth. It
+// stops at the first one; a directory it cannot read counts as holding one.
+func holdsObject(full string) bool {
+	entries, err := os.ReadDir(full)
+	if err != nil {
+		return !errors.Is(err, fs.ErrNotExist)
+	}
+	for _, e := range entries {
+		if driver.CheckPath(e.Name()) != nil {
+			continue // temporary and session files
+		}
+		if !e.IsDir() || holdsObject(filepath.Join(full, e.Name())) {
+			return true
+		}
+	}
+	return false
 }
 
 // Copy implements driver.Driver. It hard-links src to dst when it can (objects are never
