@@ -272,8 +272,9 @@ type CommitterTo interface {
 	// object there) instead of at the writer's path, where nothing is created; dst may
 	// also be the writer's own path. Like Commit it releases the session's backend
 	// resources and ends the writer's use; a session the backend no longer knows is
-	// ErrNotFound. version is the new object's Info.Version, or "" when the backend did
-	// not report it.
+	// ErrNotFound. version is the new object's Info.Version, so the caller need not Stat
+	// the object to learn it; only a wrapper whose inner Writer has no CommitTo (see
+	// driver/fault) reports "".
 	CommitTo(ctx context.Context, dst string) (version string, err error)
 }
 

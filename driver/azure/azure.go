@@ -411,16 +411,23 @@ func (d *Driver) Copy(ctx context.Context, src, dst string) error {
 	if _, err := d.Stat(ctx, src); err != nil {
 		return err
 	}
+	_, err := d.copyBlob(ctx, src, dst)
+	return err
+}
+
+// copyBlob copies the blob at src to dst as Copy does, without checking src first, and
+// returns the new blob's ETag (its Info.Version).
+func (d *Driver) copyBlob(ctx context.Context, src, dst string) (string, error) {
 	srcURL, err := d.copySource(src)
 	if err != nil {
-		return fail("copy", src, err)
+		return "", fail("copy", src, err)
 	}
 	dstBlob := d.blockBlob(dst)
 	resp, err := dstBlob.StartCopyFromURL(ctx, srcURL, nil)
 	if err != nil {
-		return fail("copy", dst, err)
+		return "", fail("copy", dst, err)
 	}
-	status, desc := blob.CopyStatusTypeSuccess, ""
+	status, desc, etag := blob.CopyStatusTypeSuccess, "", resp.ETag
 	if resp.CopyStatus != nil {
 		status = *resp.CopyStatus
 	}
@@ -430,14 +437,14 @@ func (d *Driver) Copy(ctx context.Context, src, dst string) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return &driver.PathError{Op: "copy", Path: dst, Err: ctx.Err()}
+			return "", &driver.PathError{Op: "copy", Path: dst, Err: ctx.Err()}
 		case <-t.C:
 		}
 		props, err := dstBlob.GetProperties(ctx, nil)
 		if err != nil {
-			return fail("copy", dst, err)
+			return "", fail("copy", dst, err)
 		}
-		status = blob.CopyStatusTypeSuccess
+		status, etag = blob.CopyStatusTypeSuccess, props.ETag
 		if props.CopyStatus != nil {
 			status = *props.CopyStatus
 		}
@@ -446,10 +453,13 @@ func (d *Driver) Copy(ctx context.Context, src, dst string) error {
 		}
 	}
 	if status != blob.CopyStatusTypeSuccess {
-		return &driver.PathError{Op: "copy", Path: dst,
+		return "", &driver.PathError{Op: "copy", Path: dst,
 			Err: fmt.Errorf("%w: copy %s: %s", driver.ErrUnavailable, status, desc)}
 	}
-	return nil
+	if etag == nil {
+		return "", nil
+	}
+	return string(*etag), nil
 }
 
 // copySource returns the URL Copy Blob reads the source from: with the account key a

@@ -25,7 +25,8 @@ package azure
 // Commit is one Put Block List of data blocks 0..next-1 on the final path: the blob appears
 // atomically, Azure discards the session's marks and any unacknowledged blocks, and an
 // existing blob at the path is untouched until then. A writer that never staged a block
-// commits with a single Put Blob instead. Abort leaves the blocks to Azure's garbage
+// commits with a single Put Blob instead, which CommitTo sends straight to another path
+// (staged blocks belong to the writer's blob, so CommitTo commits those there and copies). Abort leaves the blocks to Azure's garbage
 // collection of uncommitted blocks (a week), which never makes them visible.
 
 import (
@@ -41,6 +42,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
@@ -507,36 +509,67 @@ func (w *writer) State(ctx context.Context) ([]byte, error) {
 
 // Commit implements driver.Writer.
 func (w *writer) Commit(ctx context.Context) error {
+	_, err := w.CommitTo(ctx, w.path)
+	return err
+}
+
+// CommitTo implements driver.CommitterTo: a session that staged no block is one Put Blob
+// at dst; otherwise its block list is committed at the writer's path (staged blocks
+// belong to that blob) and, when dst is another path, copied there server-side and
+// deleted.
+func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
+	if err := driver.CheckPath(dst); err != nil {
+		return "", err
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.finish("commit"); err != nil {
-		return err
+		return "", err
 	}
 	defer w.dropBuf()
 	if err := ctx.Err(); err != nil {
-		return &driver.PathError{Op: "commit", Path: w.path, Err: err}
+		return "", &driver.PathError{Op: "commit", Path: w.path, Err: err}
 	}
 	if !w.resumed && w.next == 0 {
 		// Everything is in memory: one Put Blob.
 		sum := md5.Sum(w.buf)
-		_, err := w.blob.Upload(ctx, streaming.NopCloser(bytes.NewReader(w.buf)),
+		resp, err := w.d.blockBlob(dst).Upload(ctx, streaming.NopCloser(bytes.NewReader(w.buf)),
 			&blockblob.UploadOptions{TransactionalValidation: blob.TransferValidationTypeMD5(sum[:])})
 		if err != nil {
-			return fail("commit", w.path, err)
+			return "", fail("commit", dst, err)
 		}
-		return nil
+		return etagString(resp.ETag), nil
 	}
 	if err := w.stageTail(ctx); err != nil {
-		return err
+		return "", err
 	}
 	ids := make([]string, w.next)
 	for i := range ids {
 		ids[i] = blockID(w.session, kindData, uint32(i))
 	}
-	if _, err := w.blob.CommitBlockList(ctx, ids, nil); err != nil {
-		return fail("commit", w.path, err)
+	resp, err := w.blob.CommitBlockList(ctx, ids, nil)
+	if err != nil {
+		return "", fail("commit", w.path, err)
 	}
-	return nil
+	if dst == w.path {
+		return etagString(resp.ETag), nil
+	}
+	version, err := w.d.copyBlob(ctx, w.path, dst)
+	if err != nil {
+		return "", err
+	}
+	if _, err := w.blob.Delete(ctx, nil); err != nil {
+		return "", fail("commit", w.path, err)
+	}
+	return version, nil
+}
+
+// etagString is an ETag as Info.Version reports it ("" for none).
+func etagString(e *azcore.ETag) string {
+	if e == nil {
+		return ""
+	}
+	return string(*e)
 }
 
 // Abort implements driver.Writer. A resumed session gets an abort mark so its states can

@@ -30,25 +30,36 @@ func (d *Driver) Copy(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return &driver.PathError{Op: "copy", Path: src, Err: err}
 	}
-	size := aws.ToInt64(head.ContentLength)
+	_, err = d.copyObject(ctx, src, dst, aws.ToInt64(head.ContentLength))
+	return err
+}
+
+// copyObject copies the size bytes of the object at src to dst as Copy does and returns
+// the new object's ETag (its Info.Version).
+func (d *Driver) copyObject(ctx context.Context, src, dst string, size int64) (etag string, err error) {
 	source := copySource(d.bucket, d.key(src))
 	dstKey := d.key(dst)
 	if size <= d.copyThreshold {
 		in := &s3.CopyObjectInput{Bucket: &d.bucket, Key: &dstKey, CopySource: &source, StorageClass: d.storageClass}
 		d.encryption(&in.ServerSideEncryption, &in.SSEKMSKeyId)
-		if _, err := d.client.CopyObject(ctx, in); err != nil {
-			return fail(ctx, "copy", src, err)
+		out, err := d.client.CopyObject(ctx, in)
+		if err != nil {
+			return "", fail(ctx, "copy", src, err)
 		}
-		return nil
+		if out.CopyObjectResult != nil {
+			etag = aws.ToString(out.CopyObjectResult.ETag)
+		}
+		return etag, nil
 	}
-	if err := d.copyMultipart(ctx, source, dstKey, size); err != nil {
-		return &driver.PathError{Op: "copy", Path: src, Err: err}
+	if etag, err = d.copyMultipart(ctx, source, dstKey, size); err != nil {
+		return "", &driver.PathError{Op: "copy", Path: src, Err: err}
 	}
-	return nil
+	return etag, nil
 }
 
-// copyMultipart copies size bytes of source to dstKey with UploadPartCopy.
-func (d *Driver) copyMultipart(ctx context.Context, source, dstKey string, size int64) error {
+// copyMultipart copies size bytes of source to dstKey with UploadPartCopy and returns the
+// new object's ETag.
+func (d *Driver) copyMultipart(ctx context.Context, source, dstKey string, size int64) (string, error) {
 	chunk := d.copyChunk
 	if n := (size + chunk - 1) / chunk; n > maxParts {
 		chunk = (size + maxParts - 1) / maxParts
@@ -57,7 +68,7 @@ func (d *Driver) copyMultipart(ctx context.Context, source, dstKey string, size 
 	d.encryption(&create.ServerSideEncryption, &create.SSEKMSKeyId)
 	up, err := d.client.CreateMultipartUpload(ctx, create)
 	if err != nil {
-		return failErr(ctx, err)
+		return "", failErr(ctx, err)
 	}
 	uploadID := up.UploadId
 	abort := func() {
@@ -85,17 +96,17 @@ func (d *Driver) copyMultipart(ctx context.Context, source, dstKey string, size 
 	}
 	if err := g.Wait(); err != nil {
 		abort()
-		return err
+		return "", err
 	}
-	_, err = d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	out, err := d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &d.bucket, Key: &dstKey, UploadId: uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	})
 	if err != nil {
 		abort()
-		return failErr(ctx, err)
+		return "", failErr(ctx, err)
 	}
-	return nil
+	return aws.ToString(out.ETag), nil
 }
 
 // copySource is the URL-encoded "bucket/key" CopySource parameter.

@@ -422,13 +422,14 @@ func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 	if err != nil || !multipart || dst == w.path {
 		return etag, err
 	}
-	if err := w.d.Copy(ctx, w.path, dst); err != nil {
+	version, err := w.d.copyObject(ctx, w.path, dst, w.size)
+	if err != nil {
 		return "", err
 	}
 	if _, err := w.d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &w.d.bucket, Key: &w.key}); err != nil {
 		return "", w.fail(ctx, "commit", err)
 	}
-	return "", nil
+	return version, nil
 }
 
 // commit ends the session: a single PutObject at single when it never filled a part,

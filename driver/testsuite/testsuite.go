@@ -546,6 +546,9 @@ func testWriterCommitTo(t *testing.T, h *Harness, dir string) {
 			if fi, err := d.Stat(ctx(t), dst); err != nil || (version != "" && fi.Version != version) {
 				t.Errorf("CommitTo reported version %q, Stat says %q (%v)", version, fi.Version, err)
 			}
+			if _, ok := w.(driver.CommitterTo); ok && version == "" {
+				t.Errorf("%T.CommitTo reported no version", w)
+			}
 			if native {
 				_, err := d.Stat(ctx(t), src)
 				wantNotFound(t, "stat of the writer's own path", err)
