@@ -26,7 +26,11 @@ func (a *api) getBlob(c echo.Context, name, ref string) error {
 	req := c.Request()
 	rangeHdr := req.Header.Get("Range")
 	ctx := req.Context()
-	b, err := a.reg.StatBlob(ctx, name, d)
+	stat := a.reg.StatBlob
+	if req.Method == http.MethodGet {
+		stat = a.reg.StatBlobForRead
+	}
+	b, err := stat(ctx, name, d)
 	if err != nil {
 		return err
 	}

@@ -24,16 +24,56 @@ type BlobInfo struct {
 }
 
 // StatBlob returns the blob's size if the repository holds it, BLOB_UNKNOWN if it does not.
+// It looks the repository's link up first, so a blob the repository lacks (the usual
+// answer to a pusher's HEAD) costs one backend call.
 func (r *Registry) StatBlob(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
-	detail := map[string]string{"digest": d.String()}
-	if _, err := r.d.Stat(ctx, layerLinkPath(repo, d)); err != nil {
-		return BlobInfo{}, notFound(err, regerr.BlobUnknown, detail, "stat blob link")
+	_, linkErr := r.d.Stat(ctx, layerLinkPath(repo, d))
+	var fi driver.Info
+	var dataErr error
+	if linkErr == nil {
+		fi, dataErr = r.d.Stat(ctx, blobDataPath(d))
 	}
-	fi, err := r.d.Stat(ctx, blobDataPath(d))
-	if err != nil {
-		return BlobInfo{}, notFound(err, regerr.BlobUnknown, detail, "stat blob data")
+	return blobInfo(d, fi, linkErr, dataErr)
+}
+
+// StatBlobForRead is StatBlob for a request about to read the blob: the repository's link
+// and the blob's data are looked up at once, so a blob that is there costs one backend
+// round trip instead of two (and one wasted lookup when the repository lacks it).
+func (r *Registry) StatBlobForRead(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
+	var fi driver.Info
+	linkErr, dataErr := r.withLink(ctx, layerLinkPath(repo, d), func(ctx context.Context) (err error) {
+		fi, err = r.d.Stat(ctx, blobDataPath(d))
+		return err
+	})
+	return blobInfo(d, fi, linkErr, dataErr)
+}
+
+// blobInfo is the answer to a lookup of a repository's blob whose link Stat failed with
+// linkErr and whose data Stat (fi, meaningful only when linkErr is nil) with dataErr.
+func blobInfo(d digest.Digest, fi driver.Info, linkErr, dataErr error) (BlobInfo, error) {
+	detail := map[string]string{"digest": d.String()}
+	if linkErr != nil {
+		return BlobInfo{}, notFound(linkErr, regerr.BlobUnknown, detail, "stat blob link")
+	}
+	if dataErr != nil {
+		return BlobInfo{}, notFound(dataErr, regerr.BlobUnknown, detail, "stat blob data")
 	}
 	return BlobInfo{Digest: d, Size: fi.Size}, nil
+}
+
+// withLink runs lookup, a backend call whose answer only matters if the link at linkPath
+// exists, concurrently with the link's Stat: one round trip instead of two when both are
+// needed. It returns once both are done; lookup's context is cancelled as soon as the
+// link is known to be missing or unreadable, and its error is then meaningless.
+func (r *Registry) withLink(ctx context.Context, linkPath string, lookup func(context.Context) error) (linkErr, lookupErr error) {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- lookup(lctx) }()
+	if _, linkErr = r.d.Stat(ctx, linkPath); linkErr != nil {
+		cancel()
+	}
+	return linkErr, <-done
 }
 
 // BlobURL returns a pre-signed backend URL for the blob's bytes when redirects are enabled

@@ -267,17 +267,23 @@ func (r *Registry) GetManifest(ctx context.Context, repo, ref string) (*Manifest
 		return nil, err
 	}
 	detail := map[string]string{"reference": ref}
-	if _, err := r.d.Stat(ctx, revisionLinkPath(repo, dg)); err != nil {
-		return nil, notFound(err, regerr.ManifestUnknown, detail, "stat manifest link")
+	var body []byte
+	linkErr, readErr := r.withLink(ctx, revisionLinkPath(repo, dg), func(ctx context.Context) error {
+		rc, err := r.d.Reader(ctx, blobDataPath(dg), 0, -1)
+		if err != nil {
+			return notFound(err, regerr.ManifestUnknown, detail, "open manifest")
+		}
+		defer rc.Close()
+		if body, err = io.ReadAll(io.LimitReader(rc, 64<<20)); err != nil {
+			return fmt.Errorf("read manifest %s: %w", dg, err)
+		}
+		return nil
+	})
+	if linkErr != nil {
+		return nil, notFound(linkErr, regerr.ManifestUnknown, detail, "stat manifest link")
 	}
-	rc, err := r.d.Reader(ctx, blobDataPath(dg), 0, -1)
-	if err != nil {
-		return nil, notFound(err, regerr.ManifestUnknown, detail, "open manifest")
-	}
-	defer rc.Close()
-	body, err := io.ReadAll(io.LimitReader(rc, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", dg, err)
+	if readErr != nil {
+		return nil, readErr
 	}
 	if got := dg.Algorithm().FromBytes(body); got != dg {
 		return nil, fmt.Errorf("manifest %s hashes to %s: %w", dg, got, ErrBlobCorrupt)

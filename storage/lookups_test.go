@@ -1,0 +1,161 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/inmemory"
+	regerr "github.com/registryd/registryd/errors"
+)
+
+// rendezvousDriver records the paths of Stat and Reader calls. With link set, a Stat of a
+// path ending in "/link" does not answer until another call has started (or waitFor has
+// passed, which fails the test): it shows that the lookup that follows a link is made
+// concurrently with it, not after it.
+type rendezvousDriver struct {
+	driver.Driver
+	t       *testing.T
+	link    bool
+	waitFor time.Duration
+
+	mu      sync.Mutex
+	calls   []string
+	started chan struct{} // receives one value per call that is not a link Stat
+}
+
+func (r *rendezvousDriver) record(op, p string) {
+	r.mu.Lock()
+	r.calls = append(r.calls, op+" "+p)
+	r.mu.Unlock()
+	if !strings.HasSuffix(p, "/link") {
+		select {
+		case r.started <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *rendezvousDriver) Stat(ctx context.Context, p string) (driver.Info, error) {
+	r.record("stat", p)
+	if r.link && strings.HasSuffix(p, "/link") {
+		select {
+		case <-r.started:
+		case <-time.After(r.waitFor):
+			r.t.Errorf("stat %s: no other lookup started meanwhile: the lookups ran one after the other", p)
+		}
+	}
+	return r.Driver.Stat(ctx, p)
+}
+
+func (r *rendezvousDriver) Reader(ctx context.Context, p string, off, n int64) (io.ReadCloser, error) {
+	r.record("read", p)
+	return r.Driver.Reader(ctx, p, off, n)
+}
+
+func (r *rendezvousDriver) reset(link bool) {
+	r.mu.Lock()
+	r.calls, r.link, r.started = nil, link, make(chan struct{}, 16)
+	r.mu.Unlock()
+}
+
+// TestLookupsAtOnce: a blob GET looks up the repository's link and the blob's data in one
+// round trip, as do manifest reads after resolving a tag; the answers are the same as
+// one-after-the-other lookups, and a blob HEAD for a repository without the link makes
+// one backend call.
+func TestLookupsAtOnce(t *testing.T) {
+	ctx := context.Background()
+	mem := inmemory.New()
+	rd := &rendezvousDriver{Driver: mem, t: t, waitFor: 10 * time.Second}
+	rd.reset(false)
+	r := newTestRegistry(t, rd)
+	blob := []byte("layer bytes")
+	bd := digest.FromBytes(blob)
+	if _, err := r.PutBlob(ctx, "a/b", bytes.NewReader(blob), bd); err != nil {
+		t.Fatal(err)
+	}
+	man := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[]}`,
+		MediaTypeOCIManifest, bd, len(blob)))
+	md := digest.FromBytes(man)
+	if _, err := r.PutManifest(ctx, "a/b", "v1", man, MediaTypeOCIManifest, nil); err != nil {
+		t.Fatal(err)
+	}
+	missing := digest.FromString("missing")
+
+	for _, tc := range []struct {
+		name     string
+		atOnce   bool
+		call     func() error
+		wantCode string // "" for success
+		maxCalls int    // 0: no bound checked
+	}{
+		{"blob GET, stored", true, func() error {
+			b, err := r.StatBlobForRead(ctx, "a/b", bd)
+			if err == nil && b.Size != int64(len(blob)) {
+				err = fmt.Errorf("size %d", b.Size)
+			}
+			return err
+		}, "", 0},
+		{"blob GET, not in the repository", true, func() error {
+			_, err := r.StatBlobForRead(ctx, "c/d", bd)
+			return err
+		}, "BLOB_UNKNOWN", 0},
+		{"blob GET, unknown digest", false, func() error {
+			_, err := r.StatBlobForRead(ctx, "a/b", missing)
+			return err
+		}, "BLOB_UNKNOWN", 0},
+		{"blob HEAD, not in the repository", false, func() error {
+			_, err := r.StatBlob(ctx, "c/d", bd)
+			return err
+		}, "BLOB_UNKNOWN", 1},
+		{"blob HEAD, stored", false, func() error {
+			_, err := r.StatBlob(ctx, "a/b", bd)
+			return err
+		}, "", 2},
+		{"manifest by digest", true, func() error {
+			m, err := r.GetManifest(ctx, "a/b", md.String())
+			if err == nil && !bytes.Equal(m.Body, man) {
+				err = errors.New("other bytes")
+			}
+			return err
+		}, "", 0},
+		{"manifest by tag", true, func() error {
+			m, err := r.GetManifest(ctx, "a/b", "v1")
+			if err == nil && m.Digest != md {
+				err = fmt.Errorf("digest %s", m.Digest)
+			}
+			return err
+		}, "", 0},
+		{"manifest not in the repository", true, func() error {
+			_, err := r.GetManifest(ctx, "c/d", md.String())
+			return err
+		}, "MANIFEST_UNKNOWN", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rd.reset(tc.atOnce)
+			err := tc.call()
+			code := ""
+			var re *regerr.Error
+			if errors.As(err, &re) {
+				code = re.Code
+			} else if err != nil {
+				t.Fatalf("error %v, want %q", err, tc.wantCode)
+			}
+			if code != tc.wantCode {
+				t.Fatalf("error %v (code %q), want %q", err, code, tc.wantCode)
+			}
+			if tc.maxCalls > 0 && len(rd.calls) > tc.maxCalls {
+				t.Errorf("%d backend calls %v, want at most %d", len(rd.calls), rd.calls, tc.maxCalls)
+			}
+		})
+	}
+}
