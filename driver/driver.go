@@ -28,6 +28,8 @@ import (
 	"errors"
 	"io"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -171,6 +173,37 @@ type versioned struct {
 
 func (v versioned) Version() string { return v.v }
 
+// SizedReader is implemented by the stream Driver.Reader returns when the backend says
+// how large the whole object is (not just the range being read): ObjectSize is the value
+// Stat reports as Info.Size for that content, or -1 when unknown. It lets a caller that
+// reads a whole object learn its size without a Stat first. Wrapping drivers pass it
+// through.
+type SizedReader interface {
+	io.ReadCloser
+	ObjectSize() int64
+}
+
+// ReaderSize returns rc's ObjectSize if rc is a SizedReader, else -1.
+func ReaderSize(rc io.Reader) int64 {
+	if s, ok := rc.(SizedReader); ok {
+		return s.ObjectSize()
+	}
+	return -1
+}
+
+// WithVersionAndSize returns rc as a VersionedReader and SizedReader reporting version and
+// the object's size.
+func WithVersionAndSize(rc io.ReadCloser, version string, size int64) io.ReadCloser {
+	return sized{versioned{rc, version}, size}
+}
+
+type sized struct {
+	versioned
+	n int64
+}
+
+func (s sized) ObjectSize() int64 { return s.n }
+
 // Driver stores opaque objects under slash-separated paths. Implementations are safe for
 // concurrent use. Every method honours ctx: when it is cancelled the method returns promptly
 // with an error for which errors.Is(err, ctx.Err()) holds.
@@ -309,4 +342,18 @@ func PurgeSessions(ctx context.Context, d Driver, path string) error {
 		return p.PurgeSessions(ctx, path)
 	}
 	return nil
+}
+
+// ContentRangeSize returns the complete length of an HTTP Content-Range header value
+// ("bytes 0-99/1234" is 1234), or -1 when it is absent or unknown ("*").
+func ContentRangeSize(v string) int64 {
+	i := strings.LastIndexByte(v, '/')
+	if i < 0 {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v[i+1:]), 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/opencontainers/go-digest"
 
 	regerr "github.com/registryd/registryd/errors"
 	"github.com/registryd/registryd/storage"
@@ -26,6 +27,9 @@ func (a *api) getBlob(c echo.Context, name, ref string) error {
 	req := c.Request()
 	rangeHdr := req.Header.Get("Range")
 	ctx := req.Context()
+	if req.Method == http.MethodGet && rangeHdr == "" && req.Header.Get("If-None-Match") == "" && !a.reg.Redirects() {
+		return a.streamBlob(c, name, d)
+	}
 	stat := a.reg.StatBlob
 	if req.Method == http.MethodGet {
 		stat = a.reg.StatBlobForRead
@@ -34,15 +38,11 @@ func (a *api) getBlob(c echo.Context, name, ref string) error {
 	if err != nil {
 		return err
 	}
-	h := c.Response().Header()
-	etag := `"` + d.String() + `"`
-	h.Set("Docker-Content-Digest", d.String())
-	h.Set("ETag", etag)
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("Cache-Control", "max-age=31536000")
+	etag := blobHeaders(c.Response().Header(), d)
 	if etagMatch(req.Header.Get("If-None-Match"), etag) {
 		return c.NoContent(http.StatusNotModified)
 	}
+	h := c.Response().Header()
 	offset, length, partial, err := parseRange(rangeHdr, b.Size)
 	if err != nil {
 		return err
@@ -78,6 +78,40 @@ func (a *api) getBlob(c echo.Context, name, ref string) error {
 	// reached), so a client never takes a broken stream for the blob.
 	_, err = br.WriteTo(c.Response())
 	return err
+}
+
+// streamBlob serves a plain GET of a whole blob (no Range, no If-None-Match, redirects
+// off), the common pull: the backend opens the stream while the repository's link is
+// looked up, and the stream says the size, so the bytes start after one backend round
+// trip.
+func (a *api) streamBlob(c echo.Context, name string, d digest.Digest) error {
+	br, err := a.reg.OpenBlobForRead(c.Request().Context(), name, d)
+	if err != nil {
+		return err
+	}
+	defer br.Close()
+	h := c.Response().Header()
+	blobHeaders(h, d)
+	size := br.Info().Size
+	h.Set(echo.HeaderContentType, "application/octet-stream")
+	h.Set(echo.HeaderContentLength, strconv.FormatInt(size, 10))
+	c.Response().WriteHeader(http.StatusOK)
+	if size == 0 {
+		return nil
+	}
+	// As in getBlob, an error from here on cuts the response short.
+	_, err = br.WriteTo(c.Response())
+	return err
+}
+
+// blobHeaders sets the headers every blob response carries and returns the ETag.
+func blobHeaders(h http.Header, d digest.Digest) string {
+	etag := `"` + d.String() + `"`
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("ETag", etag)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Cache-Control", "max-age=31536000")
+	return etag
 }
 
 // etagMatch reports whether an If-None-Match header lists etag (or is "*").

@@ -76,6 +76,9 @@ func (r *Registry) withLink(ctx context.Context, linkPath string, lookup func(co
 	return linkErr, <-done
 }
 
+// Redirects reports whether blob GETs may be answered with a redirect (BlobURL).
+func (r *Registry) Redirects() bool { return r.opts.Redirect }
+
 // BlobURL returns a pre-signed backend URL for the blob's bytes when redirects are enabled
 // and the driver can sign; otherwise it returns "" and nil. The caller has checked the
 // blob exists in the repository (StatBlob).
@@ -108,16 +111,63 @@ func (r *Registry) OpenBlob(ctx context.Context, b BlobInfo, offset, length int6
 	if length < 0 {
 		length = b.Size - offset
 	}
-	src := &resumingReader{ctx: ctx, r: r, path: blobDataPath(b.Digest), off: offset, end: offset + length}
+	var rc io.ReadCloser
 	if length > 0 {
-		rc, err := r.d.Reader(ctx, src.path, offset, length)
-		if err != nil {
+		var err error
+		if rc, err = r.d.Reader(ctx, blobDataPath(b.Digest), offset, length); err != nil {
 			return nil, notFound(err, regerr.BlobUnknown, map[string]string{"digest": b.Digest.String()}, "open blob")
 		}
+	}
+	return r.newBlobReader(ctx, b, offset, length, rc), nil
+}
+
+// OpenBlobForRead opens the whole blob if the repository holds it (BLOB_UNKNOWN if not),
+// learning its size from the stream: the repository's link is looked up while the
+// backend opens the stream, so a blob that is there costs one backend round trip before
+// its bytes flow. The caller must Close the reader.
+func (r *Registry) OpenBlobForRead(ctx context.Context, repo string, d digest.Digest) (*BlobReader, error) {
+	detail := map[string]string{"digest": d.String()}
+	var rc io.ReadCloser
+	linkErr, openErr := r.withLink(ctx, layerLinkPath(repo, d), func(context.Context) (err error) {
+		// The stream must outlive the lookup, so it is opened on ctx; one opened for a
+		// missing link is closed below.
+		rc, err = r.d.Reader(ctx, blobDataPath(d), 0, -1)
+		return err
+	})
+	if linkErr != nil {
+		if openErr == nil {
+			rc.Close()
+		}
+		return nil, notFound(linkErr, regerr.BlobUnknown, detail, "stat blob link")
+	}
+	if openErr != nil {
+		return nil, notFound(openErr, regerr.BlobUnknown, detail, "open blob")
+	}
+	size := driver.ReaderSize(rc)
+	if size < 0 {
+		// The backend did not say: ask.
+		fi, err := r.d.Stat(ctx, blobDataPath(d))
+		if err != nil {
+			rc.Close()
+			return nil, notFound(err, regerr.BlobUnknown, detail, "stat blob data")
+		}
+		size = fi.Size
+	}
+	return r.newBlobReader(ctx, BlobInfo{Digest: d, Size: size}, 0, size, rc), nil
+}
+
+// newBlobReader reads bytes [offset, offset+length) of blob b starting with the stream rc
+// (nil when length is 0).
+func (r *Registry) newBlobReader(ctx context.Context, b BlobInfo, offset, length int64, rc io.ReadCloser) *BlobReader {
+	src := &resumingReader{ctx: ctx, r: r, path: blobDataPath(b.Digest), off: offset, end: offset + length}
+	if rc != nil {
 		src.rc, src.version = rc, driver.ReaderVersion(rc)
 	}
-	return &BlobReader{src: src, b: b, offset: offset, size: length}, nil
+	return &BlobReader{src: src, b: b, offset: offset, size: length}
 }
+
+// Info returns the blob the reader reads.
+func (br *BlobReader) Info() BlobInfo { return br.b }
 
 // Close releases the backend stream.
 func (br *BlobReader) Close() error { return br.src.Close() }

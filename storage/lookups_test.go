@@ -26,6 +26,7 @@ type rendezvousDriver struct {
 	driver.Driver
 	t       *testing.T
 	link    bool
+	unsized bool // streams do not say the object's size
 	waitFor time.Duration
 
 	mu      sync.Mutex
@@ -59,24 +60,46 @@ func (r *rendezvousDriver) Stat(ctx context.Context, p string) (driver.Info, err
 
 func (r *rendezvousDriver) Reader(ctx context.Context, p string, off, n int64) (io.ReadCloser, error) {
 	r.record("read", p)
-	return r.Driver.Reader(ctx, p, off, n)
+	rc, err := r.Driver.Reader(ctx, p, off, n)
+	if err == nil && r.unsized {
+		rc = driver.WithVersion(rc, driver.ReaderVersion(rc))
+	}
+	return rc, err
 }
 
-func (r *rendezvousDriver) reset(link bool) {
+func (r *rendezvousDriver) reset(link, unsized bool) {
 	r.mu.Lock()
-	r.calls, r.link, r.started = nil, link, make(chan struct{}, 16)
+	r.calls, r.link, r.unsized, r.started = nil, link, unsized, make(chan struct{}, 16)
 	r.mu.Unlock()
 }
 
+// readAll reads the whole blob with OpenBlobForRead.
+func readAll(ctx context.Context, r *Registry, repo string, d digest.Digest) ([]byte, error) {
+	br, err := r.OpenBlobForRead(ctx, repo, d)
+	if err != nil {
+		return nil, err
+	}
+	defer br.Close()
+	var b bytes.Buffer
+	if _, err := br.WriteTo(&b); err != nil {
+		return nil, err
+	}
+	if int64(b.Len()) != br.Info().Size {
+		return nil, fmt.Errorf("read %d bytes, Info says %d", b.Len(), br.Info().Size)
+	}
+	return b.Bytes(), nil
+}
+
 // TestLookupsAtOnce: a blob GET looks up the repository's link and the blob's data in one
-// round trip, as do manifest reads after resolving a tag; the answers are the same as
-// one-after-the-other lookups, and a blob HEAD for a repository without the link makes
-// one backend call.
+// round trip (a plain GET opens the stream meanwhile and takes the size from it, with a
+// Stat only when the stream does not say), as do manifest reads after resolving a tag; the
+// answers are the same as one-after-the-other lookups, and a blob HEAD for a repository
+// without the link makes one backend call.
 func TestLookupsAtOnce(t *testing.T) {
 	ctx := context.Background()
 	mem := inmemory.New()
 	rd := &rendezvousDriver{Driver: mem, t: t, waitFor: 10 * time.Second}
-	rd.reset(false)
+	rd.reset(false, false)
 	r := newTestRegistry(t, rd)
 	blob := []byte("layer bytes")
 	bd := digest.FromBytes(blob)
@@ -91,57 +114,76 @@ func TestLookupsAtOnce(t *testing.T) {
 	}
 	missing := digest.FromString("missing")
 
+	empty := digest.FromBytes(nil)
+	if _, err := r.PutBlob(ctx, "a/b", bytes.NewReader(nil), empty); err != nil {
+		t.Fatal(err)
+	}
+	stream := func(repo string, d digest.Digest, want []byte) func() error {
+		return func() error {
+			got, err := readAll(ctx, r, repo, d)
+			if err == nil && !bytes.Equal(got, want) {
+				err = fmt.Errorf("read %q, want %q", got, want)
+			}
+			return err
+		}
+	}
 	for _, tc := range []struct {
 		name     string
 		atOnce   bool
+		unsized  bool
 		call     func() error
 		wantCode string // "" for success
 		maxCalls int    // 0: no bound checked
 	}{
-		{"blob GET, stored", true, func() error {
+		{"blob stream, stored", true, false, stream("a/b", bd, blob), "", 2},
+		{"blob stream, empty", true, false, stream("a/b", empty, nil), "", 2},
+		{"blob stream, size unknown to the stream", true, true, stream("a/b", bd, blob), "", 3},
+		{"blob stream, not in the repository", true, false, stream("c/d", bd, nil), "BLOB_UNKNOWN", 2},
+		{"blob stream, unknown digest", false, false, stream("a/b", missing, nil), "BLOB_UNKNOWN", 2},
+		{"blob GET, stored", true, false, func() error {
 			b, err := r.StatBlobForRead(ctx, "a/b", bd)
 			if err == nil && b.Size != int64(len(blob)) {
 				err = fmt.Errorf("size %d", b.Size)
 			}
 			return err
 		}, "", 0},
-		{"blob GET, not in the repository", true, func() error {
+		{"blob GET, not in the repository", true, false, func() error {
 			_, err := r.StatBlobForRead(ctx, "c/d", bd)
 			return err
 		}, "BLOB_UNKNOWN", 0},
-		{"blob GET, unknown digest", false, func() error {
+		{"blob GET, unknown digest", false, false, func() error {
 			_, err := r.StatBlobForRead(ctx, "a/b", missing)
 			return err
 		}, "BLOB_UNKNOWN", 0},
-		{"blob HEAD, not in the repository", false, func() error {
+		{"blob HEAD, not in the repository", false, false, func() error {
 			_, err := r.StatBlob(ctx, "c/d", bd)
 			return err
 		}, "BLOB_UNKNOWN", 1},
-		{"blob HEAD, stored", false, func() error {
+		{"blob HEAD, stored", false, false, func() error {
 			_, err := r.StatBlob(ctx, "a/b", bd)
 			return err
 		}, "", 2},
-		{"manifest by digest", true, func() error {
+		{"manifest by digest", true, false, func() error {
 			m, err := r.GetManifest(ctx, "a/b", md.String())
 			if err == nil && !bytes.Equal(m.Body, man) {
 				err = errors.New("other bytes")
 			}
 			return err
 		}, "", 0},
-		{"manifest by tag", true, func() error {
+		{"manifest by tag", true, false, func() error {
 			m, err := r.GetManifest(ctx, "a/b", "v1")
 			if err == nil && m.Digest != md {
 				err = fmt.Errorf("digest %s", m.Digest)
 			}
 			return err
 		}, "", 0},
-		{"manifest not in the repository", true, func() error {
+		{"manifest not in the repository", true, false, func() error {
 			_, err := r.GetManifest(ctx, "c/d", md.String())
 			return err
 		}, "MANIFEST_UNKNOWN", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rd.reset(tc.atOnce)
+			rd.reset(tc.atOnce, tc.unsized)
 			err := tc.call()
 			code := ""
 			var re *regerr.Error

@@ -270,11 +270,23 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 		}
 		return nil, &driver.PathError{Op: "reader", Path: p, Err: c}
 	}
-	br := &bodyReader{body: resp.Body, path: p}
+	br := &bodyReader{body: resp.Body, path: p, size: objectSize(resp.ContentRange, resp.ContentLength, offset, length)}
 	if resp.ETag != nil {
 		br.etag = string(*resp.ETag)
 	}
 	return br, nil
+}
+
+// objectSize is the whole blob's size from a ranged download's Content-Range or, for a
+// read of the whole blob, its Content-Length; -1 when neither tells.
+func objectSize(contentRange *string, contentLength *int64, offset, length int64) int64 {
+	if contentRange != nil {
+		return driver.ContentRangeSize(*contentRange)
+	}
+	if contentLength != nil && offset == 0 && length < 0 {
+		return *contentLength
+	}
+	return -1
 }
 
 // bodyReader classifies the errors of a download body.
@@ -282,10 +294,14 @@ type bodyReader struct {
 	body io.ReadCloser
 	path string
 	etag string
+	size int64
 }
 
 // Version implements driver.VersionedReader: the blob's ETag.
 func (r *bodyReader) Version() string { return r.etag }
+
+// ObjectSize implements driver.SizedReader.
+func (r *bodyReader) ObjectSize() int64 { return r.size }
 
 func (r *bodyReader) Read(b []byte) (int, error) {
 	n, err := r.body.Read(b)

@@ -335,6 +335,9 @@ func (b *brokenReader) Close() error { return b.rc.Close() }
 // Version passes the wrapped stream's version through (driver.VersionedReader).
 func (b *brokenReader) Version() string { return driver.ReaderVersion(b.rc) }
 
+// ObjectSize passes the wrapped stream's object size through (driver.SizedReader).
+func (b *brokenReader) ObjectSize() int64 { return driver.ReaderSize(b.rc) }
+
 // Put implements driver.Driver.
 func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
 	if _, err := d.check(Put, p); err != nil {

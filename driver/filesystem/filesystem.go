@@ -121,7 +121,7 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 	if length >= 0 {
 		r = io.LimitReader(f, length)
 	}
-	return &ctxReader{ctx: ctx, r: r, c: f, p: p, v: version(fi)}, nil
+	return &ctxReader{ctx: ctx, r: r, c: f, p: p, v: version(fi), size: fi.Size()}, nil
 }
 
 // version identifies a file's content: its inode (a committed object is a new file
@@ -136,15 +136,19 @@ func version(fi fs.FileInfo) string {
 
 // ctxReader stops reading once ctx is done.
 type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-	c   io.Closer
-	p   string
-	v   string
+	ctx  context.Context
+	r    io.Reader
+	c    io.Closer
+	p    string
+	v    string
+	size int64
 }
 
 // Version implements driver.VersionedReader.
 func (r *ctxReader) Version() string { return r.v }
+
+// ObjectSize implements driver.SizedReader.
+func (r *ctxReader) ObjectSize() int64 { return r.size }
 
 func (r *ctxReader) Read(b []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {

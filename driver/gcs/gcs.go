@@ -352,6 +352,9 @@ func (r *reader) Read(b []byte) (int, error) {
 
 func (r *reader) Close() error { return r.r.Close() }
 
+// ObjectSize implements driver.SizedReader.
+func (r *reader) ObjectSize() int64 { return r.r.Attrs.Size }
+
 // Version implements driver.VersionedReader: the object's generation.
 func (r *reader) Version() string {
 	if g := r.r.Attrs.Generation; g != 0 {

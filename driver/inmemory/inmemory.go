@@ -83,7 +83,7 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 	if length >= 0 && length < int64(len(b)) {
 		b = b[:length]
 	}
-	return driver.WithVersion(io.NopCloser(bytes.NewReader(b)), o.version()), nil
+	return driver.WithVersionAndSize(io.NopCloser(bytes.NewReader(b)), o.version(), int64(len(o.data))), nil
 }
 
 func (o object) version() string { return strconv.FormatUint(o.gen, 10) }

@@ -376,7 +376,14 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 		}
 		return nil, ferr
 	}
-	return &body{ctx: ctx, rc: out.Body, path: p, etag: aws.ToString(out.ETag)}, nil
+	size := int64(-1)
+	switch {
+	case out.ContentRange != nil:
+		size = driver.ContentRangeSize(*out.ContentRange)
+	case in.Range == nil && out.ContentLength != nil:
+		size = *out.ContentLength
+	}
+	return &body{ctx: ctx, rc: out.Body, path: p, etag: aws.ToString(out.ETag), size: size}, nil
 }
 
 // body classifies the errors of a GetObject body stream and reports the object's ETag
@@ -386,10 +393,14 @@ type body struct {
 	rc   io.ReadCloser
 	path string
 	etag string
+	size int64
 }
 
 // Version implements driver.VersionedReader.
 func (b *body) Version() string { return b.etag }
+
+// ObjectSize implements driver.SizedReader.
+func (b *body) ObjectSize() int64 { return b.size }
 
 func (b *body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)

@@ -395,7 +395,7 @@ func testCopy(t *testing.T, h *Harness, dir string) {
 }
 
 // testVersions: Stat and the streams of Reader (whole and ranged) report the same
-// non-empty version for one content, and every way of replacing the object (Put, Copy,
+// non-empty version, and the same object size, for one content, and every way of replacing the object (Put, Copy,
 // Writer commit, even with the same size) gives a new one.
 func testVersions(t *testing.T, h *Harness, dir string) {
 	d := h.Driver
@@ -414,15 +414,18 @@ func testVersions(t *testing.T, h *Harness, dir string) {
 			t.Fatalf("%s: version %q already seen after %s", how, fi.Version, prev)
 		}
 		seen[fi.Version] = how
-		for _, r := range [][2]int64{{0, -1}, {1, 2}} {
+		for _, r := range [][2]int64{{0, -1}, {1, 2}, {3, -1}} {
 			rc, err := d.Reader(ctx(t), p, r[0], r[1])
 			if err != nil {
 				t.Fatalf("%s: reader: %v", how, err)
 			}
-			v := driver.ReaderVersion(rc)
+			v, size := driver.ReaderVersion(rc), driver.ReaderSize(rc)
 			rc.Close()
 			if v != fi.Version {
 				t.Fatalf("%s: reader %v reports version %q, Stat %q", how, r, v, fi.Version)
+			}
+			if size != fi.Size {
+				t.Fatalf("%s: reader %v reports object size %d, Stat %d", how, r, size, fi.Size)
 			}
 		}
 	}
