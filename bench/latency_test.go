@@ -1,0 +1,279 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/registryd/registryd/internal/testenv"
+)
+
+// backendDelay is the time the delaying proxy holds each request on its way to MinIO: a
+// stand-in for the first-byte latency of a cloud object store in the same region.
+const backendDelay = 10 * time.Millisecond
+
+// delayProxy forwards TCP connections to addr, holding every chunk the client sends for
+// delay before passing it on (responses flow back at once), so each request to the
+// backend costs one extra delay. It stops with the test.
+func delayProxy(t *testing.T, addr string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				go func() {
+					_, _ = io.Copy(c, s)
+					c.Close()
+				}()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						time.Sleep(delay)
+						if _, werr := s.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// latencyOp is one kind of request timed by TestBenchLatency.
+type latencyOp struct {
+	name   string
+	method string
+	path   func(img *benchImage) string
+}
+
+// benchImage is a small image pushed to a registry: a config, one 64 KiB layer and a
+// manifest tagged v1.
+type benchImage struct {
+	repo                                 string
+	config, layer, manifest              []byte
+	configDigest, layerDigest, manDigest digest.Digest
+}
+
+func newBenchImage(repo string) *benchImage {
+	img := &benchImage{repo: repo, config: []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)}
+	img.layer = make([]byte, 64<<10)
+	_, _ = io.ReadFull(newStream(42, int64(len(img.layer))), img.layer)
+	img.configDigest, img.layerDigest = digest.FromBytes(img.config), digest.FromBytes(img.layer)
+	img.manifest = []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},`+
+		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]}`,
+		img.configDigest, len(img.config), img.layerDigest, len(img.layer)))
+	img.manDigest = digest.FromBytes(img.manifest)
+	return img
+}
+
+// push stores the image in the registry at base (POST, then PUT with each blob's body).
+func (img *benchImage) push(ctx context.Context, base string) error {
+	for _, b := range [][]byte{img.config, img.layer} {
+		r := &registry{url: base, mono: true}
+		if err := r.pushBytes(ctx, img.repo, b); err != nil {
+			return err
+		}
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v2/"+img.repo+"/manifests/v1", bytes.NewReader(img.manifest))
+	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("PUT manifest: %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// pushBytes uploads b to repo with POST, then PUT carrying the body.
+func (r *registry) pushBytes(ctx context.Context, repo string, b []byte) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.url+"/v2/"+repo+"/blobs/uploads/", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("POST: %d", resp.StatusCode)
+	}
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "http") {
+		loc = r.url + loc
+	}
+	return r.put(ctx, loc, bytes.NewReader(b), int64(len(b)), digest.FromBytes(b).String())
+}
+
+// timeRequest performs one request and checks it succeeded.
+func timeRequest(ctx context.Context, method, url string) (time.Duration, error) {
+	req, _ := http.NewRequestWithContext(ctx, method, url, nil)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+	st := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	el := time.Since(st)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s %s: %d", method, url, resp.StatusCode)
+	}
+	return el, err
+}
+
+// TestBenchLatency times small requests, one at a time, through registryd and CNCF
+// Distribution on a MinIO whose every request is held for backendDelay, against one
+// direct GetObject / HeadObject through the same delay: how many backend round trips
+// each request costs.
+func TestBenchLatency(t *testing.T) {
+	if os.Getenv("REGISTRYD_BENCH") == "" {
+		t.Skip("benchmark: set REGISTRYD_BENCH=1 (see bench/README.md)")
+	}
+	ctx := context.Background()
+	m := testenv.StartMinIO(t)
+	endpoint := "http://" + delayProxy(t, strings.TrimPrefix(m.Endpoint, "http://"), backendDelay)
+	s3cfg := func(bucket string) string {
+		return fmt.Sprintf("  s3:\n    bucket: %s\n    region: %s\n    regionendpoint: %s\n    forcepathstyle: true\n"+
+			"    accesskey: %s\n    secretkey: %s\n", bucket, m.Region, endpoint, m.AccessKey, m.SecretKey)
+	}
+	reg := testenv.StartRegistryd(t, "version: 0.1\nlog: {level: warn}\nhttp: {secret: bench-secret-0123456789}\nstorage:\n"+
+		s3cfg(m.NewBucket(t))+"  redirect: {disable: true}\n")
+	servers := []struct{ label, url string }{{"registryd", reg.URL}}
+	if os.Getenv("REGISTRYD_BENCH_NO_DISTRIBUTION") == "" {
+		servers = append(servers, struct{ label, url string }{"CNCF Distribution v3.1.2", startDistribution(t, s3cfg(m.NewBucket(t))).(*registry).url})
+	}
+	img := newBenchImage("bench/latency")
+	for _, s := range servers {
+		if err := img.push(ctx, s.url); err != nil {
+			t.Fatalf("%s: %v", s.label, err)
+		}
+	}
+	c := s3.New(s3.Options{
+		Region: m.Region, BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(m.AccessKey, m.SecretKey, ""),
+	})
+	bucket := m.NewBucket(t)
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String("layer"), Body: bytes.NewReader(img.layer)}); err != nil {
+		t.Fatal(err)
+	}
+	direct := map[string]func() error{
+		"GET": func() error {
+			out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: aws.String("layer")})
+			if err != nil {
+				return err
+			}
+			defer out.Body.Close()
+			_, err = io.Copy(io.Discard, out.Body)
+			return err
+		},
+		"HEAD": func() error {
+			_, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: aws.String("layer")})
+			return err
+		},
+	}
+	ops := []latencyOp{
+		{"blob GET (64 KiB layer)", "GET", func(i *benchImage) string { return "/v2/" + i.repo + "/blobs/" + i.layerDigest.String() }},
+		{"blob HEAD", "HEAD", func(i *benchImage) string { return "/v2/" + i.repo + "/blobs/" + i.layerDigest.String() }},
+		{"manifest GET by tag", "GET", func(i *benchImage) string { return "/v2/" + i.repo + "/manifests/v1" }},
+		{"manifest HEAD by tag", "HEAD", func(i *benchImage) string { return "/v2/" + i.repo + "/manifests/v1" }},
+		{"manifest GET by digest", "GET", func(i *benchImage) string { return "/v2/" + i.repo + "/manifests/" + i.manDigest.String() }},
+	}
+	const requests = 40
+	rounds := benchRounds()
+	// ms[op][column] holds one mean per round; column 0 is the direct call.
+	ms := make([][][]float64, len(ops))
+	for i := range ms {
+		ms[i] = make([][]float64, 1+len(servers))
+	}
+	for round := range rounds {
+		for i, op := range ops {
+			for col := 0; col <= len(servers); col++ {
+				var total time.Duration
+				for k := range requests + 3 {
+					var el time.Duration
+					var err error
+					if col == 0 {
+						st := time.Now()
+						err = direct[op.method]()
+						el = time.Since(st)
+					} else {
+						el, err = timeRequest(ctx, op.method, servers[col-1].url+op.path(img))
+					}
+					if err != nil {
+						t.Fatalf("round %d, %s, column %d: %v", round, op.name, col, err)
+					}
+					if k >= 3 { // the first requests warm connections up
+						total += el
+					}
+				}
+				ms[i][col] = append(ms[i][col], float64(total.Microseconds())/1000/requests)
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| request | direct %s (one backend call) |", "GetObject / HeadObject")
+	for _, s := range servers {
+		fmt.Fprintf(&b, " %s |", s.label)
+	}
+	b.WriteString("\n|---|---|" + strings.Repeat("---|", len(servers)) + "\n")
+	for i, op := range ops {
+		ref := median(ms[i][0])
+		fmt.Fprintf(&b, "| %s | %.1f ms |", op.name, ref)
+		for col := 1; col <= len(servers); col++ {
+			v := median(ms[i][col])
+			fmt.Fprintf(&b, " %.1f ms (%.1f×) |", v, v/ref)
+		}
+		b.WriteString("\n")
+	}
+	writeLatencyResults(t, rounds, requests, b.String())
+}
+
+func writeLatencyResults(t *testing.T, rounds, requests int, table string) {
+	host, _ := os.Hostname()
+	text := fmt.Sprintf("# Request latency on a backend with %v per request: registryd and CNCF Distribution v3.1.2 against one direct S3 call\n\n"+
+		"Command: `REGISTRYD_BENCH=1 go test ./bench -run TestBenchLatency -v -timeout 30m`\n\n"+
+		"Measured %s on %s (2 cores), %d rounds of %d requests per cell, one at a time, after 3 warm-up requests. "+
+		"Both servers use one MinIO through a proxy that holds every request for %v (a stand-in for a cloud store's "+
+		"first-byte latency), redirects off; the direct column is one aws-sdk-go-v2 GetObject (64 KiB) or HeadObject through "+
+		"the same proxy. Cells are the median over rounds of the mean latency; the ratio is to the direct call, so it "+
+		"counts backend round trips per request.\n\n%s",
+		backendDelay, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, rounds, requests, backendDelay, table)
+	if err := os.WriteFile("results/latency.md", []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", text)
+}
