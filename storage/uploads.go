@@ -128,9 +128,7 @@ func copyChunk(w driver.Writer, h hash.Hash, body io.Reader) (int64, error) {
 	}
 	// The hash reads what the writer reads: a writer that implements io.ReaderFrom fills
 	// its part buffers from body directly.
-	hr := newHashingReader(body, h)
-	n, err := io.CopyBuffer(w, hr, make([]byte, 256<<10))
-	hr.wait()
+	n, err := io.CopyBuffer(w, io.TeeReader(body, h), make([]byte, 256<<10))
 	if err != nil {
 		return n, fmt.Errorf("write upload chunk: %w", err)
 	}
@@ -266,10 +264,7 @@ func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want diges
 	}
 	var n int64
 	if body != nil {
-		hr := newHashingReader(body, v.Hash())
-		n, err = io.CopyBuffer(dst, hr, make([]byte, 256<<10))
-		hr.wait()
-		if err != nil {
+		if n, err = io.CopyBuffer(dst, io.TeeReader(body, v.Hash()), make([]byte, 256<<10)); err != nil {
 			abort()
 			return BlobInfo{}, fmt.Errorf("write blob: %w", err)
 		}
