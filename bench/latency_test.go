@@ -121,18 +121,9 @@ func (img *benchImage) push(ctx context.Context, base string) error {
 
 // pushBytes uploads b to repo with POST, then PUT carrying the body.
 func (r *registry) pushBytes(ctx context.Context, repo string, b []byte) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.url+"/v2/"+repo+"/blobs/uploads/", nil)
-	resp, err := client.Do(req)
+	loc, err := r.startUpload(ctx, repo)
 	if err != nil {
 		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("POST: %d", resp.StatusCode)
-	}
-	loc := resp.Header.Get("Location")
-	if !strings.HasPrefix(loc, "http") {
-		loc = r.url + loc
 	}
 	return r.put(ctx, loc, bytes.NewReader(b), int64(len(b)), digest.FromBytes(b).String())
 }

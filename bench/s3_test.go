@@ -111,26 +111,16 @@ func (r *registry) pid() int     { return r.proc.Cmd.Process.Pid }
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
 
 func (r *registry) push(ctx context.Context, key string, seed uint64, size int64, dgst string) error {
-	repo := "bench/" + key
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.url+"/v2/"+repo+"/blobs/uploads/", nil)
-	resp, err := client.Do(req)
+	loc, err := r.startUpload(ctx, "bench/"+key)
 	if err != nil {
 		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 202 {
-		return fmt.Errorf("POST: %d", resp.StatusCode)
-	}
-	loc := resp.Header.Get("Location")
-	if !strings.HasPrefix(loc, "http") {
-		loc = r.url + loc
 	}
 	if r.mono {
 		return r.put(ctx, loc, newStream(seed, size), size, dgst)
 	}
-	req, _ = http.NewRequestWithContext(ctx, http.MethodPatch, loc, newStream(seed, size))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPatch, loc, newStream(seed, size))
 	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err = client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -143,6 +133,24 @@ func (r *registry) push(ctx context.Context, key string, seed uint64, size int64
 		loc = r.url + loc
 	}
 	return r.put(ctx, loc, nil, 0, dgst)
+}
+
+// startUpload starts an upload in repo (POST) and returns its absolute Location.
+func (r *registry) startUpload(ctx context.Context, repo string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.url+"/v2/"+repo+"/blobs/uploads/", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return "", fmt.Errorf("POST: %d", resp.StatusCode)
+	}
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "http") {
+		loc = r.url + loc
+	}
+	return loc, nil
 }
 
 // put completes the upload at loc with an optional body of size bytes.
