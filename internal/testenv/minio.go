@@ -36,6 +36,24 @@ func StartMinIO(t testing.TB) *MinIO {
 // (an outage) and start it again on the same address with the same data.
 func StartMinIOAt(t testing.TB, dir string, port int) *MinIO {
 	t.Helper()
+	return startMinIO(t, dir, port)
+}
+
+// MinIOKMSKey is the name of the key of the built-in KMS of StartMinIOWithKMS: the key ID
+// for SSE-KMS requests.
+const MinIOKMSKey = "registryd-test-key"
+
+// StartMinIOWithKMS starts MinIO with a built-in single-key KMS (MinIOKMSKey), so SSE-S3
+// and SSE-KMS requests work against it.
+func StartMinIOWithKMS(t testing.TB) *MinIO {
+	t.Helper()
+	// A fixed 32-byte test key, base64-encoded.
+	return startMinIO(t, t.TempDir(), FreePort(t),
+		"MINIO_KMS_SECRET_KEY="+MinIOKMSKey+":cmVnaXN0cnlkLXRlc3Qta21zLWtleS0zMi1ieXRlcyE=")
+}
+
+func startMinIO(t testing.TB, dir string, port int, env ...string) *MinIO {
+	t.Helper()
 	bin := Tool(t, "minio")
 	addr, console := Addr(port), Addr(FreePort(t))
 	m := &MinIO{
@@ -48,14 +66,14 @@ func StartMinIOAt(t testing.TB, dir string, port int) *MinIO {
 		Name: "minio",
 		Path: bin,
 		Args: []string{"server", dir, "--address", addr, "--console-address", console, "--quiet"},
-		Env: []string{
+		Env: append([]string{
 			"MINIO_ROOT_USER=" + m.AccessKey,
 			"MINIO_ROOT_PASSWORD=" + m.SecretKey,
 			"MINIO_REGION=" + m.Region,
 			"MINIO_BROWSER=off",
 			"MINIO_UPDATE=off",
 			"MINIO_CI_CD=1",
-		},
+		}, env...),
 		Addr:  addr,
 		Ready: HTTPReady(m.Endpoint + "/minio/health/live"),
 	})
