@@ -70,11 +70,13 @@ func delayProxy(t *testing.T, addr string, delay time.Duration) string {
 	return ln.Addr().String()
 }
 
-// latencyOp is one kind of request timed by TestBenchLatency.
+// latencyOp is one kind of request timed by TestBenchLatency: run performs the k-th one
+// on the registry at base (pushes send new content each time); direct names the S3 call
+// it is compared with.
 type latencyOp struct {
 	name   string
-	method string
-	path   func(img *benchImage) string
+	direct string // "GET", "HEAD" or "PUT"
+	run    func(ctx context.Context, base string, k uint64) error
 }
 
 // benchImage is a small image pushed to a registry: a config, one 64 KiB layer and a
@@ -106,7 +108,17 @@ func (img *benchImage) push(ctx context.Context, base string) error {
 			return err
 		}
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v2/"+img.repo+"/manifests/v1", bytes.NewReader(img.manifest))
+	return img.putManifest(ctx, base, "v1", 0)
+}
+
+// putManifest stores the image's manifest under tag; with n > 0 it carries an annotation
+// that makes it a new manifest.
+func (img *benchImage) putManifest(ctx context.Context, base, tag string, n uint64) error {
+	body := img.manifest
+	if n > 0 {
+		body = fmt.Appendf(bytes.Clone(body[:len(body)-1]), `,"annotations":{"n":"%d"}}`, n)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v2/"+img.repo+"/manifests/"+tag, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
 	resp, err := client.Do(req)
 	if err != nil {
@@ -128,28 +140,26 @@ func (r *registry) pushBytes(ctx context.Context, repo string, b []byte) error {
 	return r.put(ctx, loc, bytes.NewReader(b), int64(len(b)), digest.FromBytes(b).String())
 }
 
-// timeRequest performs one request and checks it succeeded.
-func timeRequest(ctx context.Context, method, url string) (time.Duration, error) {
+// request performs one request and checks it succeeded.
+func request(ctx context.Context, method, url string) error {
 	req, _ := http.NewRequestWithContext(ctx, method, url, nil)
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
-	st := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	el := time.Since(st)
 	if err == nil && resp.StatusCode != http.StatusOK {
 		err = fmt.Errorf("%s %s: %d", method, url, resp.StatusCode)
 	}
-	return el, err
+	return err
 }
 
 // TestBenchLatency times small requests, one at a time, through registryd and CNCF
 // Distribution on a MinIO whose every request is held for backendDelay, against one
-// direct GetObject / HeadObject through the same delay: how many backend round trips
-// each request costs.
+// direct GetObject / HeadObject / PutObject through the same delay: how many backend
+// round trips each request costs.
 func TestBenchLatency(t *testing.T) {
 	if os.Getenv("REGISTRYD_BENCH") == "" {
 		t.Skip("benchmark: set REGISTRYD_BENCH=1 (see bench/README.md)")
@@ -181,8 +191,8 @@ func TestBenchLatency(t *testing.T) {
 	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String("layer"), Body: bytes.NewReader(img.layer)}); err != nil {
 		t.Fatal(err)
 	}
-	direct := map[string]func() error{
-		"GET": func() error {
+	direct := map[string]func(k uint64) error{
+		"GET": func(uint64) error {
 			out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: aws.String("layer")})
 			if err != nil {
 				return err
@@ -191,17 +201,38 @@ func TestBenchLatency(t *testing.T) {
 			_, err = io.Copy(io.Discard, out.Body)
 			return err
 		},
-		"HEAD": func() error {
+		"HEAD": func(uint64) error {
 			_, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: aws.String("layer")})
 			return err
 		},
+		"PUT": func(k uint64) error {
+			b, err := io.ReadAll(newStream(k, 64<<10))
+			if err != nil {
+				return err
+			}
+			_, err = c.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String(fmt.Sprint("put-", k)), Body: bytes.NewReader(b)})
+			return err
+		},
+	}
+	get := func(method string, path func(*benchImage) string) func(context.Context, string, uint64) error {
+		return func(ctx context.Context, base string, _ uint64) error { return request(ctx, method, base+path(img)) }
+	}
+	push := func(mono bool) func(context.Context, string, uint64) error {
+		return func(ctx context.Context, base string, k uint64) error {
+			return (&registry{url: base, mono: mono}).push(ctx, "latency", k, 64<<10, digestOf(k, 64<<10))
+		}
 	}
 	ops := []latencyOp{
-		{"blob GET (64 KiB layer)", "GET", func(i *benchImage) string { return "/v2/" + i.repo + "/blobs/" + i.layerDigest.String() }},
-		{"blob HEAD", "HEAD", func(i *benchImage) string { return "/v2/" + i.repo + "/blobs/" + i.layerDigest.String() }},
-		{"manifest GET by tag", "GET", func(i *benchImage) string { return "/v2/" + i.repo + "/manifests/v1" }},
-		{"manifest HEAD by tag", "HEAD", func(i *benchImage) string { return "/v2/" + i.repo + "/manifests/v1" }},
-		{"manifest GET by digest", "GET", func(i *benchImage) string { return "/v2/" + i.repo + "/manifests/" + i.manDigest.String() }},
+		{"blob GET (64 KiB layer)", "GET", get("GET", func(i *benchImage) string { return "/v2/" + i.repo + "/blobs/" + i.layerDigest.String() })},
+		{"blob HEAD", "HEAD", get("HEAD", func(i *benchImage) string { return "/v2/" + i.repo + "/blobs/" + i.layerDigest.String() })},
+		{"manifest GET by tag", "GET", get("GET", func(i *benchImage) string { return "/v2/" + i.repo + "/manifests/v1" })},
+		{"manifest HEAD by tag", "HEAD", get("HEAD", func(i *benchImage) string { return "/v2/" + i.repo + "/manifests/v1" })},
+		{"manifest GET by digest", "GET", get("GET", func(i *benchImage) string { return "/v2/" + i.repo + "/manifests/" + i.manDigest.String() })},
+		{"blob push, 64 KiB, POST+PUT with body", "PUT", push(true)},
+		{"blob push, 64 KiB, POST+PATCH+PUT", "PUT", push(false)},
+		{"manifest PUT with a tag", "PUT", func(ctx context.Context, base string, k uint64) error {
+			return img.putManifest(ctx, base, fmt.Sprint("t", k), k)
+		}},
 	}
 	const requests = 40
 	rounds := benchRounds()
@@ -215,15 +246,15 @@ func TestBenchLatency(t *testing.T) {
 			for col := 0; col <= len(servers); col++ {
 				var total time.Duration
 				for k := range requests + 3 {
-					var el time.Duration
+					seed := uint64(round)<<40 | uint64(i)<<32 | uint64(col)<<24 | uint64(k)
+					st := time.Now()
 					var err error
 					if col == 0 {
-						st := time.Now()
-						err = direct[op.method]()
-						el = time.Since(st)
+						err = direct[op.direct](seed)
 					} else {
-						el, err = timeRequest(ctx, op.method, servers[col-1].url+op.path(img))
+						err = op.run(ctx, servers[col-1].url, seed)
 					}
+					el := time.Since(st)
 					if err != nil {
 						t.Fatalf("round %d, %s, column %d: %v", round, op.name, col, err)
 					}
@@ -236,7 +267,7 @@ func TestBenchLatency(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "| request | direct %s (one backend call) |", "GetObject / HeadObject")
+	b.WriteString("| request | direct GetObject / HeadObject / PutObject (one backend call) |")
 	for _, s := range servers {
 		fmt.Fprintf(&b, " %s |", s.label)
 	}
@@ -258,10 +289,11 @@ func writeLatencyResults(t *testing.T, rounds, requests int, table string) {
 	text := fmt.Sprintf("# Request latency on a backend with %v per request: registryd and CNCF Distribution v3.1.2 against one direct S3 call\n\n"+
 		"Command: `REGISTRYD_BENCH=1 go test ./bench -run TestBenchLatency -v -timeout 30m`\n\n"+
 		"Measured %s on %s (2 cores), %d rounds of %d requests per cell, one at a time, after 3 warm-up requests. "+
-		"Both servers use one MinIO through a proxy that holds every request for %v (a stand-in for a cloud store's "+
-		"first-byte latency), redirects off; the direct column is one aws-sdk-go-v2 GetObject (64 KiB) or HeadObject through "+
-		"the same proxy. Cells are the median over rounds of the mean latency; the ratio is to the direct call, so it "+
-		"counts backend round trips per request.\n\n%s",
+		"Both servers use one MinIO through a proxy that holds every chunk a client sends for %v (a stand-in for a cloud "+
+		"store's first-byte latency), redirects off; the direct column is one aws-sdk-go-v2 GetObject (64 KiB), HeadObject "+
+		"or PutObject (64 KiB) through the same proxy. Cells are the median over rounds of the mean latency; the ratio is "+
+		"to the direct call, so for reads it counts backend round trips per request (a request with a body, like a "+
+		"PutObject, is held at least twice: headers and body). Every push sends new content.\n\n%s",
 		backendDelay, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, rounds, requests, backendDelay, table)
 	if err := os.WriteFile("results/latency.md", []byte(text), 0o644); err != nil {
 		t.Fatal(err)
