@@ -41,7 +41,9 @@ func (r *Registry) StatBlob(ctx context.Context, repo string, d digest.Digest) (
 // round trip instead of two (and one wasted lookup when the repository lacks it).
 func (r *Registry) StatBlobForRead(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
 	var fi driver.Info
-	linkErr, dataErr := r.withLink(ctx, layerLinkPath(repo, d), func(ctx context.Context) (err error) {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	linkErr, dataErr := r.withLink(ctx, layerLinkPath(repo, d), lctx, cancel, func(ctx context.Context) (err error) {
 		fi, err = r.d.Stat(ctx, blobDataPath(d))
 		return err
 	})
@@ -58,18 +60,38 @@ func blobInfo(d digest.Digest, fi driver.Info, linkErr, dataErr error) (BlobInfo
 	if dataErr != nil {
 		return BlobInfo{}, notFound(dataErr, regerr.BlobUnknown, detail, "stat blob data")
 	}
+	if err := checkEmpty(d, fi.Size); err != nil {
+		return BlobInfo{}, err
+	}
 	return BlobInfo{Digest: d, Size: fi.Size}, nil
 }
 
-// withLink runs lookup, a backend call whose answer only matters if the link at linkPath
-// exists, concurrently with the link's Stat: one round trip instead of two when both are
-// needed. It returns once both are done; lookup's context is cancelled as soon as the
-// link is known to be missing or unreadable, and its error is then meaningless.
-func (r *Registry) withLink(ctx context.Context, linkPath string, lookup func(context.Context) error) (linkErr, lookupErr error) {
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// checkEmpty refuses a stored object of size 0 for a digest that is not the empty
+// content's: no byte of it would be hashed before the response is complete.
+func checkEmpty(d digest.Digest, size int64) error {
+	if size == 0 && d != d.Algorithm().FromBytes(nil) {
+		return fmt.Errorf("blob %s is stored with 0 bytes: %w", d, ErrBlobCorrupt)
+	}
+	return nil
+}
+
+// withLink runs lookup(lctx), a backend call whose answer only matters if the link at
+// linkPath exists, concurrently with the link's Stat: one round trip instead of two when
+// both are needed. It returns once both are done. cancel, lctx's cancel function, is
+// called as soon as the link is known to be missing or unreadable (lookup's error is then
+// meaningless); otherwise the caller decides when (lctx may have to outlive the call, for
+// a stream the lookup opened). A panic in lookup is returned as its error.
+func (r *Registry) withLink(ctx context.Context, linkPath string, lctx context.Context, cancel context.CancelFunc,
+	lookup func(context.Context) error) (linkErr, lookupErr error) {
 	done := make(chan error, 1)
-	go func() { done <- lookup(lctx) }()
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Errorf("lookup beside %s panicked: %v", linkPath, p)
+			}
+		}()
+		done <- lookup(lctx)
+	}()
 	if _, linkErr = r.d.Stat(ctx, linkPath); linkErr != nil {
 		cancel()
 	}
@@ -101,6 +123,7 @@ type BlobReader struct {
 	src          *resumingReader
 	b            BlobInfo
 	offset, size int64
+	cancel       context.CancelFunc // ends the context of the stream; nil when it is the caller's
 }
 
 // OpenBlob opens bytes [offset, offset+length) of the blob (length < 0: to the end) and
@@ -127,33 +150,45 @@ func (r *Registry) OpenBlob(ctx context.Context, b BlobInfo, offset, length int6
 // its bytes flow. The caller must Close the reader.
 func (r *Registry) OpenBlobForRead(ctx context.Context, repo string, d digest.Digest) (*BlobReader, error) {
 	detail := map[string]string{"digest": d.String()}
+	// The stream outlives the lookup: its context ends with the reader's Close, or at once
+	// when the link is missing.
+	sctx, cancel := context.WithCancel(ctx)
 	var rc io.ReadCloser
-	linkErr, openErr := r.withLink(ctx, layerLinkPath(repo, d), func(context.Context) (err error) {
-		// The stream must outlive the lookup, so it is opened on ctx; one opened for a
-		// missing link is closed below.
-		rc, err = r.d.Reader(ctx, blobDataPath(d), 0, -1)
+	linkErr, openErr := r.withLink(ctx, layerLinkPath(repo, d), sctx, cancel, func(sctx context.Context) (err error) {
+		rc, err = r.d.Reader(sctx, blobDataPath(d), 0, -1)
 		return err
 	})
-	if linkErr != nil {
+	fail := func(err error) (*BlobReader, error) {
 		if openErr == nil {
 			rc.Close()
 		}
-		return nil, notFound(linkErr, regerr.BlobUnknown, detail, "stat blob link")
+		cancel()
+		return nil, err
+	}
+	if linkErr != nil {
+		return fail(notFound(linkErr, regerr.BlobUnknown, detail, "stat blob link"))
 	}
 	if openErr != nil {
-		return nil, notFound(openErr, regerr.BlobUnknown, detail, "open blob")
+		return fail(notFound(openErr, regerr.BlobUnknown, detail, "open blob"))
 	}
 	size := driver.ReaderSize(rc)
 	if size < 0 {
-		// The backend did not say: ask.
+		// The backend did not say: ask, for the same version.
 		fi, err := r.d.Stat(ctx, blobDataPath(d))
 		if err != nil {
-			rc.Close()
-			return nil, notFound(err, regerr.BlobUnknown, detail, "stat blob data")
+			return fail(notFound(err, regerr.BlobUnknown, detail, "stat blob data"))
+		}
+		if v := driver.ReaderVersion(rc); v != fi.Version {
+			return fail(fmt.Errorf("blob %s was replaced while opening it (version %q, then %q)", d, v, fi.Version))
 		}
 		size = fi.Size
 	}
-	return r.newBlobReader(ctx, BlobInfo{Digest: d, Size: size}, 0, size, rc), nil
+	if err := checkEmpty(d, size); err != nil {
+		return fail(err)
+	}
+	br := r.newBlobReader(sctx, BlobInfo{Digest: d, Size: size}, 0, size, rc)
+	br.cancel = cancel
+	return br, nil
 }
 
 // newBlobReader reads bytes [offset, offset+length) of blob b starting with the stream rc
@@ -170,7 +205,13 @@ func (r *Registry) newBlobReader(ctx context.Context, b BlobInfo, offset, length
 func (br *BlobReader) Info() BlobInfo { return br.b }
 
 // Close releases the backend stream.
-func (br *BlobReader) Close() error { return br.src.Close() }
+func (br *BlobReader) Close() error {
+	err := br.src.Close()
+	if br.cancel != nil {
+		br.cancel()
+	}
+	return err
+}
 
 // WriteTo writes the opened range to w. When the whole blob was opened its bytes are
 // hashed while streaming and the last byte is only written once the hash matches the

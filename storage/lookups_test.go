@@ -113,6 +113,14 @@ func TestLookupsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := digest.FromString("missing")
+	// A digest whose object was stored with no bytes: never served as a complete blob.
+	truncated := digest.FromString("truncated")
+	if err := mem.Put(ctx, blobDataPath(truncated), bytes.NewReader(nil), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.putLink(ctx, layerLinkPath("a/b", truncated), truncated); err != nil {
+		t.Fatal(err)
+	}
 
 	empty := digest.FromBytes(nil)
 	if _, err := r.PutBlob(ctx, "a/b", bytes.NewReader(nil), empty); err != nil {
@@ -140,6 +148,15 @@ func TestLookupsAtOnce(t *testing.T) {
 		{"blob stream, size unknown to the stream", true, true, stream("a/b", bd, blob), "", 3},
 		{"blob stream, not in the repository", true, false, stream("c/d", bd, nil), "BLOB_UNKNOWN", 2},
 		{"blob stream, unknown digest", false, false, stream("a/b", missing, nil), "BLOB_UNKNOWN", 2},
+		{"blob stream, stored with 0 bytes", true, false, stream("a/b", truncated, nil), "corrupt", 2},
+		{"blob GET, stored with 0 bytes", true, false, func() error {
+			_, err := r.StatBlobForRead(ctx, "a/b", truncated)
+			return err
+		}, "corrupt", 0},
+		{"blob HEAD, stored with 0 bytes", false, false, func() error {
+			_, err := r.StatBlob(ctx, "a/b", truncated)
+			return err
+		}, "corrupt", 0},
 		{"blob GET, stored", true, false, func() error {
 			b, err := r.StatBlobForRead(ctx, "a/b", bd)
 			if err == nil && b.Size != int64(len(blob)) {
@@ -189,6 +206,8 @@ func TestLookupsAtOnce(t *testing.T) {
 			var re *regerr.Error
 			if errors.As(err, &re) {
 				code = re.Code
+			} else if errors.Is(err, ErrBlobCorrupt) {
+				code = "corrupt"
 			} else if err != nil {
 				t.Fatalf("error %v, want %q", err, tc.wantCode)
 			}

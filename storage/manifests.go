@@ -268,7 +268,9 @@ func (r *Registry) GetManifest(ctx context.Context, repo, ref string) (*Manifest
 	}
 	detail := map[string]string{"reference": ref}
 	var body []byte
-	linkErr, readErr := r.withLink(ctx, revisionLinkPath(repo, dg), func(ctx context.Context) error {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	linkErr, readErr := r.withLink(ctx, revisionLinkPath(repo, dg), lctx, cancel, func(ctx context.Context) error {
 		rc, err := r.d.Reader(ctx, blobDataPath(dg), 0, -1)
 		if err != nil {
 			return notFound(err, regerr.ManifestUnknown, detail, "open manifest")

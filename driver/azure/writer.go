@@ -26,8 +26,9 @@ package azure
 // atomically, Azure discards the session's marks and any unacknowledged blocks, and an
 // existing blob at the path is untouched until then. A writer that never staged a block
 // commits with a single Put Blob instead, which CommitTo sends straight to another path
-// (staged blocks belong to the writer's blob, so CommitTo commits those there and copies). Abort leaves the blocks to Azure's garbage
-// collection of uncommitted blocks (a week), which never makes them visible.
+// (staged blocks belong to the writer's blob, so CommitTo commits those there and
+// copies). Abort leaves the blocks to Azure's garbage collection of uncommitted blocks (a
+// week), which never makes them visible.
 
 import (
 	"bytes"

@@ -97,6 +97,9 @@ func TestS3Encrypted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if len(list.Contents) == 0 {
+				t.Fatal("no sidecar holds the session's tail")
+			}
 			for _, o := range list.Contents {
 				check(aws.ToString(o.Key), nil) // the sidecar holding the tail
 			}

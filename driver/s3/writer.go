@@ -406,8 +406,8 @@ func (w *writer) Commit(ctx context.Context) error {
 // PutObject at dst (whose ETag is the version): nothing is written at the writer's path
 // and nothing is copied. The parts of a multipart session can only be completed where
 // they were uploaded: at the writer's own path that is all (the completed upload's ETag
-// is the version); elsewhere it is followed by a server-side Copy to dst and a
-// DeleteObject of the writer's path (the version is not reported).
+// is the version); elsewhere it is followed by a server-side copy to dst (whose ETag is
+// the version) and a DeleteObject of the writer's path.
 func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 	if err := driver.CheckPath(dst); err != nil {
 		return "", err
