@@ -528,8 +528,22 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 		return err
 	}
 	key := d.key(p)
+	// The first page of the directory's listing is fetched while the object is looked up,
+	// so deleting a directory (an upload's, after every push) costs no extra round trip.
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type page struct {
+		out *s3.ListObjectsV2Output
+		err error
+	}
+	first := make(chan page, 1)
+	go func() {
+		out, err := d.listPage(lctx, key+"/", nil)
+		first <- page{out, err}
+	}()
 	_, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key})
 	if err == nil {
+		cancel()
 		if _, err := d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &d.bucket, Key: &key}); err != nil {
 			return fail(ctx, "delete", p, err)
 		}
@@ -538,8 +552,9 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 	if ferr := fail(ctx, "delete", p, err); !errors.Is(ferr, driver.ErrNotFound) {
 		return ferr
 	}
-	// No object (or no bucket: the listing below reports NoSuchBucket).
-	n, err := d.deletePrefix(ctx, key+"/")
+	// No object (or no bucket: the listing reports NoSuchBucket).
+	pg := <-first
+	n, err := d.deletePrefix(ctx, key+"/", pg.out, pg.err)
 	if err != nil {
 		return &driver.PathError{Op: "delete", Path: p, Err: err}
 	}
@@ -550,14 +565,10 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 }
 
 // deletePrefix deletes every key starting with prefix, in DeleteObjects batches, and
-// returns how many it deleted.
-func (d *Driver) deletePrefix(ctx context.Context, prefix string) (int, error) {
+// returns how many it deleted; out and err are the result of listPage(prefix, nil).
+func (d *Driver) deletePrefix(ctx context.Context, prefix string, out *s3.ListObjectsV2Output, err error) (int, error) {
 	deleted := 0
-	var token *string
 	for {
-		out, err := d.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
-			Bucket: &d.bucket, Prefix: &prefix, ContinuationToken: token, MaxKeys: aws.Int32(deleteBatch),
-		})
 		if err != nil {
 			return deleted, failErr(ctx, err)
 		}
@@ -584,8 +595,15 @@ func (d *Driver) deletePrefix(ctx context.Context, prefix string) (int, error) {
 		if !aws.ToBool(out.IsTruncated) || out.NextContinuationToken == nil {
 			return deleted, nil
 		}
-		token = out.NextContinuationToken
+		out, err = d.listPage(ctx, prefix, out.NextContinuationToken)
 	}
+}
+
+// listPage lists up to deleteBatch keys under prefix, from token on.
+func (d *Driver) listPage(ctx context.Context, prefix string, token *string) (*s3.ListObjectsV2Output, error) {
+	return d.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+		Bucket: &d.bucket, Prefix: &prefix, ContinuationToken: token, MaxKeys: aws.Int32(deleteBatch),
+	})
 }
 
 // objectError is a per-key failure reported inside a successful DeleteObjects response.
