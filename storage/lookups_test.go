@@ -18,14 +18,14 @@ import (
 	regerr "github.com/registryd/registryd/errors"
 )
 
-// rendezvousDriver records the paths of Stat and Reader calls. With link set, a Stat of a
-// path ending in "/link" does not answer until another call has started (or waitFor has
-// passed, which fails the test): it shows that the lookup that follows a link is made
-// concurrently with it, not after it.
+// rendezvousDriver records the paths of Stat and Reader calls. With hold set, a Stat of a
+// path ending in hold does not answer until a call of another path has started (or
+// waitFor has passed, which fails the test): it shows that the lookup that follows is
+// made concurrently with it, not after it.
 type rendezvousDriver struct {
 	driver.Driver
 	t       *testing.T
-	link    bool
+	hold    string
 	unsized bool // streams do not say the object's size
 	waitFor time.Duration
 
@@ -38,7 +38,7 @@ func (r *rendezvousDriver) record(op, p string) {
 	r.mu.Lock()
 	r.calls = append(r.calls, op+" "+p)
 	r.mu.Unlock()
-	if !strings.HasSuffix(p, "/link") {
+	if r.hold == "" || !strings.HasSuffix(p, r.hold) {
 		select {
 		case r.started <- struct{}{}:
 		default:
@@ -48,7 +48,7 @@ func (r *rendezvousDriver) record(op, p string) {
 
 func (r *rendezvousDriver) Stat(ctx context.Context, p string) (driver.Info, error) {
 	r.record("stat", p)
-	if r.link && strings.HasSuffix(p, "/link") {
+	if r.hold != "" && strings.HasSuffix(p, r.hold) {
 		select {
 		case <-r.started:
 		case <-time.After(r.waitFor):
@@ -68,8 +68,16 @@ func (r *rendezvousDriver) Reader(ctx context.Context, p string, off, n int64) (
 }
 
 func (r *rendezvousDriver) reset(link, unsized bool) {
+	hold := ""
+	if link {
+		hold = "/link"
+	}
+	r.resetHold(hold, unsized)
+}
+
+func (r *rendezvousDriver) resetHold(hold string, unsized bool) {
 	r.mu.Lock()
-	r.calls, r.link, r.unsized, r.started = nil, link, unsized, make(chan struct{}, 16)
+	r.calls, r.hold, r.unsized, r.started = nil, hold, unsized, make(chan struct{}, 16)
 	r.mu.Unlock()
 }
 
@@ -216,6 +224,46 @@ func TestLookupsAtOnce(t *testing.T) {
 			}
 			if tc.maxCalls > 0 && len(rd.calls) > tc.maxCalls {
 				t.Errorf("%d backend calls %v, want at most %d", len(rd.calls), rd.calls, tc.maxCalls)
+			}
+		})
+	}
+}
+
+// TestUploadLookupsAtOnce: completing an upload looks the upload's marker up while it
+// looks up whether the blob is stored already (a PUT with the whole body), and resumes the
+// session while it does (a chunked upload's PUT).
+func TestUploadLookupsAtOnce(t *testing.T) {
+	ctx := context.Background()
+	rd := &rendezvousDriver{Driver: inmemory.New(), t: t, waitFor: 10 * time.Second}
+	rd.reset(false, false)
+	r := newTestRegistry(t, rd)
+	for _, tc := range []struct {
+		name    string
+		chunked bool
+	}{{"PUT with the whole body", false}, {"chunked upload's PUT", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			blob := []byte("blob of " + tc.name)
+			d := digest.FromBytes(blob)
+			u, err := r.StartUpload(ctx, "a/b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := blob
+			if tc.chunked {
+				if err := r.AppendUpload(ctx, u, 0, bytes.NewReader(blob)); err != nil {
+					t.Fatal(err)
+				}
+				body = nil
+			}
+			rd.resetHold("/startedat", false)
+			b, err := r.FinishUpload(ctx, u, -1, bytes.NewReader(body), d)
+			rd.resetHold("", false)
+			if err != nil || b.Size != int64(len(blob)) {
+				t.Fatalf("finish: %v (size %d)", err, b.Size)
+			}
+			got, err := readAll(ctx, r, "a/b", d)
+			if err != nil || !bytes.Equal(got, blob) {
+				t.Fatalf("read back %q (%v)", got, err)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -149,10 +150,15 @@ func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, bod
 	if u.Offset == 0 {
 		// The whole blob is in this request: store it straight at its content address.
 		// The upload's empty session holds no data; its objects are removed afterwards.
-		if err := r.UploadStatus(ctx, u); err != nil {
-			return BlobInfo{}, err
+		// The upload's marker is looked up while the blob is, before the body is read.
+		marker := r.statAsync(ctx, uploadStartedPath(u.Repo, u.ID))
+		known := func() error {
+			if _, err := marker(); err != nil {
+				return notFound(err, regerr.BlobUploadUnknown, map[string]string{"upload": u.ID}, "stat upload")
+			}
+			return nil
 		}
-		b, err := r.storeVerified(ctx, body, want)
+		b, err := r.storeVerified(ctx, body, want, known)
 		if regerr.Of(err, regerr.DigestInvalid) {
 			r.cleanupUpload(ctx, u)
 		}
@@ -165,6 +171,8 @@ func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, bod
 		r.cleanupUpload(ctx, u)
 		return b, nil
 	}
+	// Whether the blob is stored already is looked up while the session is resumed.
+	stored := r.statAsync(ctx, blobDataPath(want))
 	w, h, err := r.open(ctx, u)
 	if regerr.Of(err, regerr.BlobUploadUnknown) {
 		if b, ok, ferr := r.finishCommitted(ctx, u, want); ferr != nil || ok {
@@ -174,7 +182,30 @@ func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, bod
 	if err != nil {
 		return BlobInfo{}, err
 	}
-	return r.finish(ctx, u, w, h, body, want)
+	return r.finish(ctx, u, w, h, body, want, stored)
+}
+
+// statAsync starts a Stat of p and returns a function that waits for its outcome (and
+// may be called any number of times). A panic in the driver comes back as the error.
+func (r *Registry) statAsync(ctx context.Context, p string) func() (driver.Info, error) {
+	type result struct {
+		fi  driver.Info
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				ch <- result{err: fmt.Errorf("stat %s panicked: %v", p, v)}
+			}
+		}()
+		fi, err := r.d.Stat(ctx, p)
+		ch <- result{fi, err}
+	}()
+	return sync.OnceValues(func() (driver.Info, error) {
+		res := <-ch
+		return res.fi, res.err
+	})
 }
 
 // finishCommitted completes an upload whose earlier PUT ended the backend session and
@@ -225,7 +256,7 @@ func (r *Registry) finishCommitted(ctx context.Context, u *Upload, want digest.D
 // PutBlob stores a whole blob sent in one request whose digest the client declared up
 // front (POST ?digest=) and links it into repo. See storeVerified.
 func (r *Registry) PutBlob(ctx context.Context, repo string, body io.Reader, want digest.Digest) (BlobInfo, error) {
-	b, err := r.storeVerified(ctx, body, want)
+	b, err := r.storeVerified(ctx, body, want, nil)
 	if err != nil {
 		return BlobInfo{}, err
 	}
@@ -240,10 +271,18 @@ func (r *Registry) PutBlob(ctx context.Context, repo string, body io.Reader, wan
 // bytes hash to want, so nothing is visible before it is verified and no server-side copy
 // is needed. When the blob is already stored the body is hashed and not written. A digest
 // mismatch is DIGEST_INVALID and leaves the store untouched; so does a failure of the
-// client or the backend while streaming (the writer is aborted).
-func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want digest.Digest) (BlobInfo, error) {
+// client or the backend while streaming (the writer is aborted). known, when not nil, is
+// waited for (while the blob is looked up) before the body is read: its error is returned
+// as it is.
+func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want digest.Digest, known func() error) (BlobInfo, error) {
 	p := blobDataPath(want)
-	fi, err := r.d.Stat(ctx, p)
+	stat := r.statAsync(ctx, p)
+	if known != nil {
+		if err := known(); err != nil {
+			return BlobInfo{}, err
+		}
+	}
+	fi, err := stat()
 	exists := err == nil
 	if err != nil && !errors.Is(err, driver.ErrNotFound) {
 		return BlobInfo{}, fmt.Errorf("stat blob: %w", err)
@@ -292,7 +331,8 @@ func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want diges
 	return BlobInfo{Digest: want, Size: n}, nil
 }
 
-func (r *Registry) finish(ctx context.Context, u *Upload, w driver.Writer, h hash.Hash, body io.Reader, want digest.Digest) (BlobInfo, error) {
+func (r *Registry) finish(ctx context.Context, u *Upload, w driver.Writer, h hash.Hash, body io.Reader, want digest.Digest,
+	stored func() (driver.Info, error)) (BlobInfo, error) {
 	if _, err := copyChunk(w, h, body); err != nil {
 		// Keep the session: the client may retry the PUT with the same token.
 		return BlobInfo{}, err
@@ -308,7 +348,7 @@ func (r *Registry) finish(ctx context.Context, u *Upload, w driver.Writer, h has
 		// Steps 2 and 3 in one: the verified session is committed straight at its content
 		// address (drivers that can put or compose it there; the others commit and copy),
 		// or discarded when an identical blob is already there.
-		if err := r.commitToContentAddress(ctx, u, w, want, size); err != nil {
+		if err := r.commitToContentAddress(ctx, u, w, want, size, stored); err != nil {
 			return BlobInfo{}, err
 		}
 		return r.linkUpload(ctx, u, want, size)
@@ -346,9 +386,12 @@ func (r *Registry) linkUpload(ctx context.Context, u *Upload, want digest.Digest
 }
 
 // commitToContentAddress ends the verified session w of upload u: discarded when the
-// blob d is already stored with the same size, else committed at d's content address.
-func (r *Registry) commitToContentAddress(ctx context.Context, u *Upload, w driver.Writer, d digest.Digest, size int64) error {
-	fi, err := r.d.Stat(ctx, blobDataPath(d))
+// blob d is already stored with the same size (stored is the outcome of a Stat of d's
+// content address, started when the request began), else committed at d's content
+// address.
+func (r *Registry) commitToContentAddress(ctx context.Context, u *Upload, w driver.Writer, d digest.Digest, size int64,
+	stored func() (driver.Info, error)) error {
+	fi, err := stored()
 	if err != nil && !errors.Is(err, driver.ErrNotFound) {
 		return fmt.Errorf("stat blob: %w", err)
 	}
