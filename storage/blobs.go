@@ -83,19 +83,27 @@ func checkEmpty(d digest.Digest, size int64) error {
 // a stream the lookup opened). A panic in lookup is returned as its error.
 func (r *Registry) withLink(ctx context.Context, linkPath string, lctx context.Context, cancel context.CancelFunc,
 	lookup func(context.Context) error) (linkErr, lookupErr error) {
-	done := make(chan error, 1)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				done <- fmt.Errorf("lookup beside %s panicked: %v", linkPath, p)
-			}
-		}()
-		done <- lookup(lctx)
-	}()
+	done := async("lookup beside "+linkPath, func() error { return lookup(lctx) })
 	if _, linkErr = r.d.Stat(ctx, linkPath); linkErr != nil {
 		cancel()
 	}
 	return linkErr, <-done
+}
+
+// async runs f in a goroutine and returns a channel that receives its error once; a
+// panic in f (a driver's bug, outside the handler's recovery) is received as an error
+// naming what.
+func async(what string, f func() error) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Errorf("%s panicked: %v", what, p)
+			}
+		}()
+		done <- f()
+	}()
+	return done
 }
 
 // Redirects reports whether blob GETs may be answered with a redirect (BlobURL).

@@ -188,23 +188,14 @@ func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, bod
 // statAsync starts a Stat of p and returns a function that waits for its outcome (and
 // may be called any number of times). A panic in the driver comes back as the error.
 func (r *Registry) statAsync(ctx context.Context, p string) func() (driver.Info, error) {
-	type result struct {
-		fi  driver.Info
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		defer func() {
-			if v := recover(); v != nil {
-				ch <- result{err: fmt.Errorf("stat %s panicked: %v", p, v)}
-			}
-		}()
-		fi, err := r.d.Stat(ctx, p)
-		ch <- result{fi, err}
-	}()
+	var fi driver.Info
+	done := async("stat "+p, func() (err error) {
+		fi, err = r.d.Stat(ctx, p)
+		return err
+	})
 	return sync.OnceValues(func() (driver.Info, error) {
-		res := <-ch
-		return res.fi, res.err
+		err := <-done
+		return fi, err
 	})
 }
 
