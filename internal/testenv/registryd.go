@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,16 +22,18 @@ var (
 // repoRoot returns the module root (the directory holding go.mod).
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
 // RegistrydBinary builds cmd/registryd once per test process and returns its path.
 func RegistrydBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		// One fixed path per machine, replaced atomically: concurrent test binaries may
-		// build at once, and running processes keep their inode.
-		dir := filepath.Join(os.TempDir(), "registryd-test-bin")
+		// One fixed path per checkout, replaced atomically: concurrent test binaries may
+		// build at once, and running processes keep their inode. Keyed by the checkout so
+		// that two work trees on one machine never run each other's build.
+		sum := sha256.Sum256([]byte(repoRoot()))
+		dir := filepath.Join(os.TempDir(), "registryd-test-bin-"+hex.EncodeToString(sum[:6]))
 		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
 			return
 		}
