@@ -26,6 +26,8 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	HTTP    HTTP    `yaml:"http"`
 	Limits  Limits  `yaml:"limits"`
+	// Auth controls access (default: none, anyone may do anything).
+	Auth Auth `yaml:"auth"`
 	// Validation controls how strictly pushed manifests are checked.
 	Validation Validation `yaml:"validation"`
 }
@@ -357,6 +359,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.Retry.MaxAttempts < 1 {
 		return errors.New("config: storage.retry.maxattempts: must be at least 1")
+	}
+	if err := c.Auth.validate(); err != nil {
+		return err
 	}
 	if s := c.Storage.S3; s != nil {
 		if s.Bucket == "" {

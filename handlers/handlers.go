@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/registryd/registryd/auth"
 	regerr "github.com/registryd/registryd/errors"
 	"github.com/registryd/registryd/storage"
 )
@@ -45,6 +46,9 @@ type Options struct {
 	// ServeOps serves /metrics, /healthz and /readyz on this Echo (set false when they
 	// have their own listener, see NewOps).
 	ServeOps bool
+	// Auth, when set, authenticates and authorizes every /v2 request (see authorize);
+	// nil answers anyone.
+	Auth auth.Authorizer
 }
 
 type api struct {
@@ -218,6 +222,9 @@ func (a *api) dispatch(c echo.Context) error {
 		if err := storage.ValidateName(rt.name); err != nil {
 			return err
 		}
+	}
+	if err := a.authorize(c, rt); err != nil {
+		return err
 	}
 	m := c.Request().Method
 	write := m == http.MethodPost || m == http.MethodPut || m == http.MethodPatch || m == http.MethodDelete

@@ -32,8 +32,8 @@ func (a *api) setUploadHeaders(c echo.Context, name string, u *storage.Upload) {
 
 // startUpload serves POST /v2/<name>/blobs/uploads/.
 //
-// ?mount=<digest>&from=<repo>: 201 with Location when from holds the blob, else a normal
-// upload. ?digest=<digest> with a body: monolithic upload, 201. Otherwise 202 with Location
+// ?mount=<digest>&from=<repo>: 201 with Location when from holds the blob and the caller
+// may pull from it, else a normal upload (so a mount never reveals what exists). ?digest=<digest> with a body: monolithic upload, 201. Otherwise 202 with Location
 // (signed state), Range 0-0 and Docker-Upload-UUID. 400 NAME_INVALID / DIGEST_INVALID.
 func (a *api) startUpload(c echo.Context, name string) error {
 	req := c.Request()
@@ -50,12 +50,14 @@ func (a *api) startUpload(c echo.Context, name string) error {
 				return err
 			}
 		}
-		ok, err := a.reg.MountBlob(ctx, name, from, d)
-		if err != nil {
-			return err
-		}
-		if ok {
-			return blobCreated(c, name, d)
+		if a.mayMount(c, from) {
+			ok, err := a.reg.MountBlob(ctx, name, from, d)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return blobCreated(c, name, d)
+			}
 		}
 	} else if dg := q.Get("digest"); dg != "" {
 		d, err := storage.ParseDigest(dg)
@@ -71,6 +73,7 @@ func (a *api) startUpload(c echo.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	u.Owner = identity(c).Owner()
 	a.setUploadHeaders(c, name, u)
 	return c.NoContent(http.StatusAccepted)
 }
@@ -83,9 +86,10 @@ func blobCreated(c echo.Context, name string, d digest.Digest) error {
 	return c.NoContent(http.StatusCreated)
 }
 
-// upload parses the upload id and signed state of the request.
+// upload parses the upload id and signed state of the request; a state issued to another
+// identity is 404 BLOB_UPLOAD_UNKNOWN.
 func (a *api) upload(c echo.Context, name, id string) (*storage.Upload, error) {
-	return a.reg.ParseUpload(name, id, c.Request().URL.Query().Get("_state"))
+	return a.reg.ParseUpload(name, identity(c).Owner(), id, c.Request().URL.Query().Get("_state"))
 }
 
 var contentRangeRe = regexp.MustCompile(`^(?:bytes[ =])?([0-9]{1,18})-([0-9]{1,18})(?:/(?:[0-9]+|\*))?$`)

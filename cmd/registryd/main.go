@@ -123,6 +123,12 @@ func purgeUploads(ctx context.Context, reg *storage.Registry, cfg *config.Config
 // serve runs the registry until ctx is cancelled, then drains in-flight requests.
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log := newLogger(cfg.Log, logw)
+	metrics := prometheus.NewRegistry()
+	authz, watchAuth, err := newAuth(cfg.Auth, log, metrics)
+	if err != nil {
+		return err
+	}
+	go watchAuth(ctx)
 	d, err := openDriver(ctx, cfg)
 	if err != nil {
 		return err
@@ -147,7 +153,6 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e, err := handlers.New(handlers.Options{
 		Registry:         reg,
@@ -158,6 +163,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		MaxListEntries:   cfg.Limits.MaxListEntries,
 		Metrics:          metrics,
 		ServeOps:         cfg.HTTP.Debug.Addr == "",
+		Auth:             authz,
 	})
 	if err != nil {
 		return err
