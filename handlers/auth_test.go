@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,7 @@ import (
 	"github.com/registryd/registryd/auth"
 	"github.com/registryd/registryd/driver/inmemory"
 	"github.com/registryd/registryd/handlers"
+	"github.com/registryd/registryd/internal/testenv"
 	"github.com/registryd/registryd/storage"
 )
 
@@ -347,5 +349,76 @@ func TestHtpasswdWithoutRules(t *testing.T) {
 	r = s.as(t, "carol", "GET", "/v2/_catalog", nil)
 	if b, _ := io.ReadAll(r.Body); r.StatusCode != 200 || !bytes.Contains(b, []byte(`"any/repo"`)) {
 		t.Errorf("catalog: %d %s", r.StatusCode, b)
+	}
+}
+
+// TestTokenWithRules: under token auth with access rules, an action needs both the
+// token's grant and a rule; anonymous rules need no token; the catalog needs its scope
+// and shows what the rules let the caller pull.
+func TestTokenWithRules(t *testing.T) {
+	ts := testenv.StartTokenServer(t, "svc", "iss", nil, nil)
+	s := newAuthServer(t, auth.Options{
+		Token: &auth.TokenOptions{Realm: ts.URL, Service: "svc", Issuer: "iss", JWKS: ts.JWKSPath},
+		Rules: []auth.Rule{
+			{Repository: "team/**", Users: []string{"alice"}, Actions: []string{"pull", "push"}},
+			{Repository: "public/*", Users: []string{"alice"}, Actions: []string{"pull", "push"}},
+			{Repository: "public/*", Anonymous: true, Actions: []string{"pull"}},
+		},
+	})
+	tok := func(sub string, access ...map[string]any) string {
+		c := map[string]any{"iss": "iss", "aud": "svc", "sub": sub, "exp": time.Now().Add(time.Minute).Unix(), "access": access}
+		return "Bearer " + ts.Sign(t, testenv.KidEdDSA, nil, c)
+	}
+	repo := func(name string, actions ...string) map[string]any {
+		return map[string]any{"type": "repository", "name": name, "actions": actions}
+	}
+	catalog := map[string]any{"type": "registry", "name": "catalog", "actions": []string{"*"}}
+	alice := tok("alice", repo("team/app", "pull", "push"), repo("public/x", "pull", "push"), catalog)
+	blob := []byte("token blob")
+	for _, r := range []string{"team/app", "public/x"} {
+		if resp := s.as(t, "", "POST", "/v2/"+r+"/blobs/uploads/?digest="+digest.FromBytes(blob).String(), blob, "Authorization", alice); resp.StatusCode != 201 {
+			t.Fatalf("alice pushes to %s: %d", r, resp.StatusCode)
+		}
+	}
+	challenge := func(scope, errCode string) string {
+		v := `Bearer realm="` + ts.URL + `",service="svc",scope="` + scope + `"`
+		if errCode != "" {
+			v += `,error="` + errCode + `"`
+		}
+		return v
+	}
+	for _, c := range []struct {
+		name, authz, method, path string
+		want                      int
+		challenge                 string
+	}{
+		{"granted and allowed", alice, "POST", "/v2/team/app/blobs/uploads/", 202, ""},
+		{"granted, not allowed by the rules", tok("bob", repo("team/app", "pull", "push")), "POST", "/v2/team/app/blobs/uploads/", 403,
+			challenge("repository:team/app:pull,push", "insufficient_scope")},
+		{"allowed, not granted", tok("alice", repo("team/app", "pull")), "POST", "/v2/team/app/blobs/uploads/", 403,
+			challenge("repository:team/app:pull,push", "insufficient_scope")},
+		{"anonymous rule without a token", "", "GET", "/v2/public/x/tags/list", 200, ""},
+		{"anonymous rule with a token granting nothing", tok("bob"), "GET", "/v2/public/x/tags/list", 200, ""},
+		{"anonymous rule does not push", "", "POST", "/v2/public/x/blobs/uploads/", 401, challenge("repository:public/x:pull,push", "")},
+		{"no token", "", "GET", "/v2/team/app/tags/list", 401, challenge("repository:team/app:pull", "")},
+		{"catalog without its scope", tok("alice", repo("team/app", "pull")), "GET", "/v2/_catalog", 403, challenge("registry:catalog:*", "insufficient_scope")},
+	} {
+		var hdr []string
+		if c.authz != "" {
+			hdr = []string{"Authorization", c.authz}
+		}
+		r := s.as(t, "", c.method, c.path, nil, hdr...)
+		if r.StatusCode != c.want || r.Header.Get("WWW-Authenticate") != c.challenge {
+			t.Errorf("%s: %d %q, want %d %q", c.name, r.StatusCode, r.Header.Get("WWW-Authenticate"), c.want, c.challenge)
+		}
+	}
+	for sub, want := range map[string][]string{"alice": {"public/x", "team/app"}, "bob": {"public/x"}} {
+		r := s.as(t, "", "GET", "/v2/_catalog", nil, "Authorization", tok(sub, catalog))
+		var cat struct {
+			Repositories []string `json:"repositories"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&cat); err != nil || !slices.Equal(cat.Repositories, want) {
+			t.Errorf("catalog for %s: %v (%v), want %v", sub, cat.Repositories, err, want)
+		}
 	}
 }
