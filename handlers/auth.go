@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"net"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -18,12 +19,26 @@ func (a *api) authorize(c echo.Context, rt route) error {
 	if a.opts.Auth == nil {
 		return nil
 	}
-	id, err := a.opts.Auth.Authorize(c.Request(), c.RealIP(), neededScopes(c.Request(), rt))
+	id, err := a.opts.Auth.Authorize(c.Request(), remoteAddr(c), neededScopes(c.Request(), rt))
 	if err != nil {
 		return err
 	}
 	c.Set(identityKey, id)
 	return nil
+}
+
+// remoteAddr is the caller's address for the log: the configured IPExtractor's answer
+// when one is set (trusted proxies), else the connection's peer, never a header the
+// caller could forge.
+func remoteAddr(c echo.Context) string {
+	if c.Echo().IPExtractor != nil {
+		return c.RealIP()
+	}
+	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+	if err != nil {
+		return c.Request().RemoteAddr
+	}
+	return host
 }
 
 // neededScopes returns what a request needs, as the token specification names it: the

@@ -227,6 +227,7 @@ func TestAccessRules(t *testing.T) {
 	for _, cred := range []string{basic("alice", "wrong-password-x"), basic("mallory", "mallory-pw-9"), "Basic %%%", "Bearer abc.def.ghi"} {
 		req, _ := http.NewRequest("GET", s.URL+"/v2/public/app/manifests/v1", nil)
 		req.Header.Set("Authorization", cred)
+		req.Header.Set("X-Forwarded-For", "203.0.113.9") // not trusted: no proxy is configured
 		r, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -243,7 +244,8 @@ func TestAccessRules(t *testing.T) {
 			t.Errorf("the log shows a credential (%q)", secret)
 		}
 	}
-	if n := strings.Count(logs, `"msg":"authentication failed"`); n != 4 || !strings.Contains(logs, `"remote_addr":"127.0.0.1"`) {
+	if n := strings.Count(logs, `"msg":"authentication failed"`); n != 4 || !strings.Contains(logs, `"remote_addr":"127.0.0.1"`) ||
+		strings.Contains(logs, `"remote_addr":"203.0.113.9"`) {
 		t.Errorf("%d failed logins logged (want 4, with remote_addr):\n%s", n, logs)
 	}
 	if got := failures(t, s.metrics); got["invalid_credentials"] != 2 || got["malformed_credentials"] != 2 {
