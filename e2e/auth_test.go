@@ -285,13 +285,15 @@ func TestAuthClients(t *testing.T) {
 		out, err = crane.try(ctx, nil, "copy", "--insecure", host+"/team/crane:v1", host+"/other/crane:v1")
 		mustFail(t, "crane copy outside the granted repositories", out, err)
 
-		oras := newCLI(t, "oras")
-		out, err = oras.try(ctx, []byte("wrong\n"), "login", "--plain-http", "-u", user, "--password-stdin", host)
+		// oras sends credentials to a loopback realm only when the registry has the
+		// realm's host name: reach the registry as localhost too.
+		oras, orasHost := newCLI(t, "oras"), strings.Replace(host, "127.0.0.1", "localhost", 1)
+		out, err = oras.try(ctx, []byte("wrong\n"), "login", "--plain-http", "-u", user, "--password-stdin", orasHost)
 		mustFail(t, "oras login", out, err)
-		oras.run(t, ctx, []byte(password+"\n"), "login", "--plain-http", "-u", user, "--password-stdin", host)
+		oras.run(t, ctx, []byte(password+"\n"), "login", "--plain-http", "-u", user, "--password-stdin", orasHost)
 		oras.writeFile(t, "a.txt", []byte("artifact by oras\n"))
-		oras.run(t, ctx, nil, "push", "--plain-http", host+"/team/oras:v1", "a.txt:text/plain")
-		oras.run(t, ctx, nil, "pull", "--plain-http", "-o", "out", host+"/team/oras:v1")
+		oras.run(t, ctx, nil, "push", "--plain-http", orasHost+"/team/oras:v1", "a.txt:text/plain")
+		oras.run(t, ctx, nil, "pull", "--plain-http", "-o", "out", orasHost+"/team/oras:v1")
 		if got, err := os.ReadFile(filepath.Join(oras.dir, "out", "a.txt")); err != nil || string(got) != "artifact by oras\n" {
 			t.Fatalf("oras pull: %q, %v", got, err)
 		}
@@ -313,8 +315,8 @@ func TestAuthClients(t *testing.T) {
 			t.Fatalf("pulled image %s, pushed %s", got, id)
 		}
 		issued := strings.Join(ts.Issued(), "\n")
-		if !strings.Contains(issued, "repository:team/docker:pull,push") {
-			t.Errorf("docker never asked the token server for repository:team/docker:pull,push:\n%s", issued)
+		if !regexp.MustCompile(`repository:team/docker:(pull,push|push,pull)`).MatchString(issued) {
+			t.Errorf("docker never asked the token server for pull and push on team/docker:\n%s", issued)
 		}
 	})
 }

@@ -28,7 +28,7 @@ import (
 // generated at start. Its keys are published as a JWKS file for registryd's
 // auth.token.jwks.
 type TokenServer struct {
-	// URL is the realm: "http://127.0.0.1:<port>/token".
+	// URL is the realm: "http://localhost:<port>/token".
 	URL string
 	// Service and Issuer are put in aud and iss.
 	Service, Issuer string
@@ -87,7 +87,9 @@ func StartTokenServer(t testing.TB, service, issuer string, users map[string]str
 	}
 	srv := httptest.NewServer(http.HandlerFunc(s.serveToken))
 	t.Cleanup(srv.Close)
-	s.URL = srv.URL + "/token"
+	// By name, not by IP literal: go-containerregistry (crane) refuses realms at loopback
+	// or private IP literals other than the registry's own host:port.
+	s.URL = strings.Replace(srv.URL, "127.0.0.1", "localhost", 1) + "/token"
 	return s
 }
 
