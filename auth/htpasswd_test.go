@@ -155,7 +155,7 @@ func TestUnknownUserCostsAsWrongPassword(t *testing.T) {
 	}
 	measure := func(user, pw string) time.Duration {
 		best := time.Hour
-		for range 3 {
+		for range 5 {
 			start := time.Now()
 			if h.verify(user, pw) {
 				t.Fatalf("%s/%s verified", user, pw)
@@ -165,7 +165,8 @@ func TestUnknownUserCostsAsWrongPassword(t *testing.T) {
 		return best
 	}
 	wrong, unknown := measure("alice", "wrong"), measure("nobody", "wrong")
-	if unknown < wrong/2 || unknown > wrong*2 {
+	// Loose bounds for a loaded machine: skipping bcrypt would be thousands of times faster.
+	if unknown < wrong/4 || unknown > wrong*4 {
 		t.Errorf("unknown user took %v, wrong password %v: want about the same", unknown, wrong)
 	}
 }
