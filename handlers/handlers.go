@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"strings"
 	"time"
 
@@ -45,6 +46,12 @@ type Options struct {
 	// ServeOps serves /metrics, /healthz and /readyz on this Echo (set false when they
 	// have their own listener, see NewOps).
 	ServeOps bool
+	// AbsoluteURLs makes Location headers absolute URLs (see location.go); otherwise
+	// they are paths relative to the request's origin.
+	AbsoluteURLs bool
+	// Host, when set with AbsoluteURLs, is the externally reachable scheme://host[:port]
+	// (http.host) that absolute Location headers start with.
+	Host *url.URL
 }
 
 type api struct {
