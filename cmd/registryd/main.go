@@ -123,6 +123,10 @@ func purgeUploads(ctx context.Context, reg *storage.Registry, cfg *config.Config
 // serve runs the registry until ctx is cancelled, then drains in-flight requests.
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log := newLogger(cfg.Log, logw)
+	tlsConfig, err := newTLSConfig(cfg.HTTP.TLS, log)
+	if err != nil {
+		return err
+	}
 	d, err := openDriver(ctx, cfg)
 	if err != nil {
 		return err
@@ -158,11 +162,13 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		MaxListEntries:   cfg.Limits.MaxListEntries,
 		Metrics:          metrics,
 		ServeOps:         cfg.HTTP.Debug.Addr == "",
+		AbsoluteURLs:     cfg.HTTP.AbsoluteURLs(),
+		Host:             cfg.HTTP.HostURL(),
 	})
 	if err != nil {
 		return err
 	}
-	servers := []*http.Server{{Addr: cfg.HTTP.Addr, Handler: e, ReadHeaderTimeout: 30 * time.Second,
+	servers := []*http.Server{{Addr: cfg.HTTP.Addr, Handler: e, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsConfig,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
 	if cfg.HTTP.Debug.Addr != "" {
 		servers = append(servers, &http.Server{Addr: cfg.HTTP.Debug.Addr, Handler: handlers.NewOps(reg, metrics),
@@ -175,7 +181,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 			return fmt.Errorf("listen %s: %w", s.Addr, err)
 		}
 		log.Info("listening", "addr", l.Addr().String(), "storage", d.Name(), "version", versionString())
-		go func() { errc <- s.Serve(l) }()
+		go func() { errc <- serveListener(s, l) }()
 	}
 	purgeCtx, stopPurging := context.WithCancel(ctx)
 	purged := make(chan struct{})
