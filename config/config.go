@@ -65,6 +65,8 @@ type HTTP struct {
 	Debug Debug `yaml:"debug"`
 	// TLS serves HTTPS on Addr when its certificate is set (see config/tls.go).
 	TLS TLS `yaml:"tls"`
+	// HTTP2 can turn HTTP/2 off on the TLS listener.
+	HTTP2 HTTP2 `yaml:"http2"`
 	// Host is the externally reachable URL (https://registry.example.com), the base of
 	// absolute Location headers.
 	Host string `yaml:"host"`

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -22,6 +24,29 @@ type TLS struct {
 	ClientCAs []string `yaml:"clientcas"`
 	// MinimumTLS is the oldest protocol version accepted: tls1.2 (the default) or tls1.3.
 	MinimumTLS string `yaml:"minimumtls"`
+	// CipherSuites restricts the TLS 1.2 cipher suites, by their standard names
+	// (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); empty: Go's defaults. TLS 1.3 suites are
+	// not configurable.
+	CipherSuites []string `yaml:"ciphersuites"`
+}
+
+// HTTP2 configures HTTP/2 on the TLS listener (Distribution's http.http2).
+type HTTP2 struct {
+	// Disabled offers only HTTP/1.1 through ALPN.
+	Disabled bool `yaml:"disabled"`
+}
+
+// CipherSuiteIDs returns the IDs of CipherSuites; call it on a validated configuration.
+func (t TLS) CipherSuiteIDs() []uint16 {
+	var ids []uint16
+	for _, n := range t.CipherSuites {
+		for _, cs := range tls.CipherSuites() {
+			if cs.Name == n {
+				ids = append(ids, cs.ID)
+			}
+		}
+	}
+	return ids
 }
 
 // Enabled reports whether the main listener serves HTTPS.
@@ -62,6 +87,23 @@ func (h HTTP) validateTLS() error {
 		return errors.New("config: http.tls.clientcas: needs http.tls.certificate and http.tls.key")
 	case t.Certificate == "" && t.MinimumTLS != "":
 		return errors.New("config: http.tls.minimumtls: needs http.tls.certificate and http.tls.key")
+	case t.Certificate == "" && len(t.CipherSuites) > 0:
+		return errors.New("config: http.tls.ciphersuites: needs http.tls.certificate and http.tls.key")
+	}
+	for i, n := range t.CipherSuites {
+		if !slices.ContainsFunc(tls.CipherSuites(), func(cs *tls.CipherSuite) bool { return cs.Name == n }) {
+			why := "not a cipher suite Go offers"
+			if slices.ContainsFunc(tls.InsecureCipherSuites(), func(cs *tls.CipherSuite) bool { return cs.Name == n }) {
+				why = "insecure"
+			}
+			return fmt.Errorf("config: http.tls.ciphersuites[%d]: %q is %s; use names such as TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", i, n, why)
+		}
+	}
+	if len(t.CipherSuites) > 0 && !h.HTTP2.Disabled && !slices.ContainsFunc(t.CipherSuites, func(n string) bool {
+		return n == "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" || n == "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+	}) {
+		return errors.New("config: http.tls.ciphersuites: HTTP/2 needs TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 or " +
+			"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 in the list (or set http.http2.disabled)")
 	}
 	switch t.MinimumTLS {
 	case "", "tls1.2", "tls1.3":

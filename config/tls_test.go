@@ -15,12 +15,15 @@ http:
     key: /etc/tls/tls.key
     clientcas: [/etc/tls/ca1.pem]
     minimumtls: tls1.3
+    ciphersuites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
+  http2: {disabled: true}
 `
 	c, err := Load(strings.NewReader(yml), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := TLS{Certificate: "/etc/tls/tls.crt", Key: "/etc/tls/tls.key", ClientCAs: []string{"/etc/tls/ca1.pem"}, MinimumTLS: "tls1.3"}
+	want := TLS{Certificate: "/etc/tls/tls.crt", Key: "/etc/tls/tls.key", ClientCAs: []string{"/etc/tls/ca1.pem"}, MinimumTLS: "tls1.3",
+		CipherSuites: []string{"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}}
 	if !reflect.DeepEqual(c.HTTP.TLS, want) || !c.HTTP.TLS.Enabled() {
 		t.Errorf("tls: %+v, want %+v", c.HTTP.TLS, want)
 	}
@@ -29,6 +32,12 @@ http:
 	}
 	if !c.HTTP.AbsoluteURLs() {
 		t.Error("AbsoluteURLs() = false with http.host set and http.relativeurls unset")
+	}
+	if ids := c.HTTP.TLS.CipherSuiteIDs(); !reflect.DeepEqual(ids, []uint16{0xc02c, 0xc02f}) {
+		t.Errorf("CipherSuiteIDs() = %#x", ids)
+	}
+	if !c.HTTP.HTTP2.Disabled {
+		t.Error("http.http2.disabled not read")
 	}
 }
 
@@ -91,6 +100,10 @@ func TestTLSInvalid(t *testing.T) {
 		{"http: {tls: {certificate: c.pem, key: k.pem, minimumtls: tls1.1}}\n", "http.tls.minimumtls"},
 		{"http: {tls: {certificate: c.pem, key: k.pem, minimumtls: TLS13}}\n", "http.tls.minimumtls"},
 		{"http: {tls: {certificate: c.pem, key: k.pem, clientcas: [\"\"]}}\n", "http.tls.clientcas[0]"},
+		{"http: {tls: {ciphersuites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]}}\n", "http.tls.ciphersuites"},
+		{"http: {tls: {certificate: c.pem, key: k.pem, ciphersuites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_RC4_128_SHA]}}\n", "http.tls.ciphersuites[1]"},
+		{"http: {tls: {certificate: c.pem, key: k.pem, ciphersuites: [ECDHE-RSA-AES128-GCM-SHA256]}}\n", "http.tls.ciphersuites[0]"},
+		{"http: {tls: {certificate: c.pem, key: k.pem, ciphersuites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]}}\n", "http.tls.ciphersuites: HTTP/2"},
 		{"http: {host: registry.example.com}\n", "http.host"},
 		{"http: {host: \"ftp://registry.example.com\"}\n", "http.host"},
 		{"http: {host: \"https://registry.example.com/v2\"}\n", "http.host"},

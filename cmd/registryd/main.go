@@ -123,7 +123,7 @@ func purgeUploads(ctx context.Context, reg *storage.Registry, cfg *config.Config
 // serve runs the registry until ctx is cancelled, then drains in-flight requests.
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log := newLogger(cfg.Log, logw)
-	tlsConfig, err := newTLSConfig(cfg.HTTP.TLS, log)
+	tlsConfig, err := newTLSConfig(cfg.HTTP, log)
 	if err != nil {
 		return err
 	}

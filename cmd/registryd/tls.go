@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,11 +23,13 @@ import (
 // certCheckInterval is how often, at most, a handshake re-reads the key pair files.
 const certCheckInterval = time.Second
 
-// newTLSConfig returns the main listener's TLS configuration for http.tls, or nil when
-// TLS is off. It reads every file now and fails with an error naming the key at fault
-// (missing file, no certificate in it, key not matching the certificate). The key pair
-// is re-read on handshakes when the files change (certReloader); client CAs are read once.
-func newTLSConfig(c config.TLS, log *slog.Logger) (*tls.Config, error) {
+// newTLSConfig returns the main listener's TLS configuration for http.tls and http.http2,
+// or nil when TLS is off. It reads every file now and fails with an error naming the key
+// at fault (missing file, no certificate in it, key not matching the certificate). The
+// key pair is re-read on handshakes when the files change (certReloader); client CAs are
+// read once. HTTP/2 is offered unless http.http2.disabled.
+func newTLSConfig(h config.HTTP, log *slog.Logger) (*tls.Config, error) {
+	c := h.TLS
 	if !c.Enabled() {
 		return nil, nil
 	}
@@ -37,9 +40,11 @@ func newTLSConfig(c config.TLS, log *slog.Logger) (*tls.Config, error) {
 	tc := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: r.GetCertificate,
-		// http.Server.ServeTLS adds "h2" in front when HTTP/2 is enabled; listing it
-		// here too keeps it offered when the config is used on a plain tls.Listener.
-		NextProtos: []string{"h2", "http/1.1"},
+		NextProtos:     []string{"h2", "http/1.1"},
+		CipherSuites:   c.CipherSuiteIDs(),
+	}
+	if h.HTTP2.Disabled {
+		tc.NextProtos = []string{"http/1.1"}
 	}
 	if c.MinimumTLS == "tls1.3" {
 		tc.MinVersion = tls.VersionTLS13
@@ -55,10 +60,15 @@ func newTLSConfig(c config.TLS, log *slog.Logger) (*tls.Config, error) {
 	return tc, nil
 }
 
-// serveListener serves s on l: HTTPS (HTTP/2 and HTTP/1.1) when s.TLSConfig is set, else
-// plain HTTP.
+// serveListener serves s on l: HTTPS when s.TLSConfig is set, with HTTP/2 when its
+// NextProtos lists "h2" and HTTP/1.1; else plain HTTP.
 func serveListener(s *http.Server, l net.Listener) error {
 	if s.TLSConfig != nil {
+		if !slices.Contains(s.TLSConfig.NextProtos, "h2") {
+			p := new(http.Protocols)
+			p.SetHTTP1(true)
+			s.Protocols = p
+		}
 		return s.ServeTLS(l, "", "")
 	}
 	return s.Serve(l)

@@ -43,13 +43,13 @@ func TestNewTLSConfigErrors(t *testing.T) {
 		{"client CA file without a certificate", config.TLS{Certificate: cert, Key: key, ClientCAs: []string{caFile, key}}, "http.tls.clientcas[1]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := newTLSConfig(tc.tls, slog.New(slog.DiscardHandler))
+			_, err := newTLSConfig(config.HTTP{TLS: tc.tls}, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), "config: "+tc.want+":") {
 				t.Fatalf("newTLSConfig = %v, want an error naming %s", err, tc.want)
 			}
 		})
 	}
-	if _, err := newTLSConfig(config.TLS{Certificate: missing, Key: key}, slog.New(slog.DiscardHandler)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := newTLSConfig(config.HTTP{TLS: config.TLS{Certificate: missing, Key: key}}, slog.New(slog.DiscardHandler)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v, want it to wrap os.ErrNotExist", err)
 	}
 
@@ -62,7 +62,7 @@ func TestNewTLSConfigErrors(t *testing.T) {
 		{config.TLS{Certificate: cert, Key: key, MinimumTLS: "tls1.2"}, tls.VersionTLS12, tls.NoClientCert},
 		{config.TLS{Certificate: cert, Key: key, MinimumTLS: "tls1.3", ClientCAs: []string{caFile}}, tls.VersionTLS13, tls.RequireAndVerifyClientCert},
 	} {
-		tc2, err := newTLSConfig(tc.tls, slog.New(slog.DiscardHandler))
+		tc2, err := newTLSConfig(config.HTTP{TLS: tc.tls}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +70,7 @@ func TestNewTLSConfigErrors(t *testing.T) {
 			t.Errorf("%+v: MinVersion %x ClientAuth %v, want %x %v", tc.tls, tc2.MinVersion, tc2.ClientAuth, tc.minVersion, tc.clientAuth)
 		}
 	}
-	if c, err := newTLSConfig(config.TLS{}, nil); c != nil || err != nil {
+	if c, err := newTLSConfig(config.HTTP{}, nil); c != nil || err != nil {
 		t.Errorf("TLS off: %v, %v; want nil, nil", c, err)
 	}
 }
@@ -199,7 +199,9 @@ func TestServeTLS(t *testing.T) {
 		name        string
 		min, max    uint16
 		clientCert  *tls.Certificate
+		suites      []uint16 // offered by the client (TLS 1.2)
 		wantRefused bool
+		wantHTTP1   bool
 	}
 	for _, tc := range []struct {
 		name     string
@@ -222,6 +224,14 @@ func TestServeTLS(t *testing.T) {
 			{name: "no client certificate", wantRefused: true},
 			{name: "certificate of another CA", clientCert: &stranger, wantRefused: true},
 		}},
+		{"http2 disabled", []string{"REGISTRY_HTTP_HTTP2_DISABLED=true"}, []attempt{
+			{name: "TLS 1.3", wantHTTP1: true},
+		}},
+		{"ciphersuites", []string{"REGISTRY_HTTP_TLS_CIPHERSUITES=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"}, []attempt{
+			{name: "the configured suite", min: tls.VersionTLS12, max: tls.VersionTLS12, suites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}},
+			{name: "another suite", min: tls.VersionTLS12, max: tls.VersionTLS12, suites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}, wantRefused: true},
+			{name: "TLS 1.3 suites are not restricted", min: tls.VersionTLS13},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := freeAddr(t)
@@ -243,7 +253,7 @@ func TestServeTLS(t *testing.T) {
 			})
 			waitListening(t, addr)
 			for _, a := range tc.attempts {
-				tlsc := &tls.Config{RootCAs: ca.Pool(), MinVersion: a.min, MaxVersion: a.max}
+				tlsc := &tls.Config{RootCAs: ca.Pool(), MinVersion: a.min, MaxVersion: a.max, CipherSuites: a.suites}
 				if a.clientCert != nil {
 					tlsc.Certificates = []tls.Certificate{*a.clientCert}
 				}
@@ -263,8 +273,15 @@ func TestServeTLS(t *testing.T) {
 					continue
 				}
 				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 || resp.TLS.NegotiatedProtocol != "h2" {
+				if a.wantHTTP1 {
+					if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 1 || resp.TLS.NegotiatedProtocol == "h2" {
+						t.Errorf("%s: %d %s (ALPN %q), want 200 over HTTP/1.1", a.name, resp.StatusCode, resp.Proto, resp.TLS.NegotiatedProtocol)
+					}
+				} else if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 || resp.TLS.NegotiatedProtocol != "h2" {
 					t.Errorf("%s: %d %s (ALPN %q), want 200 over HTTP/2", a.name, resp.StatusCode, resp.Proto, resp.TLS.NegotiatedProtocol)
+				}
+				if len(a.suites) > 0 && resp.TLS.CipherSuite != a.suites[0] {
+					t.Errorf("%s: cipher suite %s", a.name, tls.CipherSuiteName(resp.TLS.CipherSuite))
 				}
 				if a.max != 0 && resp.TLS.Version != a.max {
 					t.Errorf("%s: negotiated %s", a.name, tls.VersionName(resp.TLS.Version))
