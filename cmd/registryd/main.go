@@ -180,7 +180,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", s.Addr, err)
 		}
-		log.Info("listening", "addr", l.Addr().String(), "storage", d.Name(), "version", versionString())
+		log.Info("listening", "addr", l.Addr().String(), "tls", s.TLSConfig != nil, "storage", d.Name(), "version", versionString())
 		go func() { errc <- serveListener(s, l) }()
 	}
 	purgeCtx, stopPurging := context.WithCancel(ctx)
