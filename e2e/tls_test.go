@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -357,4 +358,42 @@ func mustDigest(t *testing.T, img v1.Image) v1.Hash {
 		t.Fatal(fmt.Errorf("image digest: %w", err))
 	}
 	return d
+}
+
+// TestTLSMisconfigured starts registryd with invalid TLS settings: it must exit with an
+// error naming the key at fault, without serving.
+func TestTLSMisconfigured(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs registryd")
+	}
+	bin := testenv.RegistrydBinary(t)
+	ca := testenv.NewCA(t, "registryd e2e CA")
+	dir := t.TempDir()
+	cert, key := ca.Server(t, "a", "127.0.0.1").WriteFiles(t, dir, "a.crt", "a.key")
+	_, otherKey := ca.Server(t, "b", "127.0.0.1").WriteFiles(t, dir, "b.crt", "b.key")
+	missing := filepath.Join(dir, "missing.pem")
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"missing certificate", []string{"REGISTRY_HTTP_TLS_CERTIFICATE=" + missing, "REGISTRY_HTTP_TLS_KEY=" + key}, "http.tls.certificate"},
+		{"missing key", []string{"REGISTRY_HTTP_TLS_CERTIFICATE=" + cert, "REGISTRY_HTTP_TLS_KEY=" + missing}, "http.tls.key"},
+		{"key of another certificate", []string{"REGISTRY_HTTP_TLS_CERTIFICATE=" + cert, "REGISTRY_HTTP_TLS_KEY=" + otherKey}, "http.tls.key"},
+		{"unknown minimumtls", []string{"REGISTRY_HTTP_TLS_CERTIFICATE=" + cert, "REGISTRY_HTTP_TLS_KEY=" + key, "REGISTRY_HTTP_TLS_MINIMUMTLS=tls1.1"}, "http.tls.minimumtls"},
+		{"missing client CA", []string{"REGISTRY_HTTP_TLS_CERTIFICATE=" + cert, "REGISTRY_HTTP_TLS_KEY=" + key, "REGISTRY_HTTP_TLS_CLIENTCAS=" + missing}, "http.tls.clientcas[0]"},
+		{"http.host without scheme", []string{"REGISTRY_HTTP_HOST=registry.example.com"}, "http.host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "serve")
+			cmd.Dir = t.TempDir()
+			cmd.Env = append([]string{"REGISTRY_STORAGE_INMEMORY=", "REGISTRY_HTTP_ADDR=127.0.0.1:0"}, tc.env...)
+			out, err := cmd.CombinedOutput()
+			if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "config: "+tc.want+":") {
+				t.Fatalf("registryd serve: %v (%v): %s; want a failure naming %s", err, ctx.Err(), out, tc.want)
+			}
+		})
+	}
 }
