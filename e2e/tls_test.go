@@ -40,13 +40,14 @@ func tlsTransport(ca *testenv.CA, certs ...tls.Certificate) *http.Transport {
 // TestTLSDocker pushes and pulls with the Docker engine over TLS, trusting a CA the test
 // made through certs.d; then against a registry requiring client certificates, where a
 // push without one fails and a push with one (client.cert in certs.d) succeeds. The
-// registries listen on a non-loopback address, since the engine treats 127.0.0.0/8 as
-// insecure and would skip certificate verification there.
+// engine treats 127.0.0.0/8 as insecure and would skip certificate verification there,
+// so the registries run in a network namespace the test makes, on its veth address,
+// which the engine (in the host namespace) reaches through the veth pair.
 func TestTLSDocker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts registryd and the Docker engine")
 	}
-	ip := testenv.LocalIP(t)
+	ns := testenv.NewNetNS(t)
 	ca := testenv.NewCA(t, "registryd e2e CA")
 	clientCA := testenv.NewCA(t, "registryd e2e client CA")
 	clientCAFile := filepath.Join(t.TempDir(), "clientca.pem")
@@ -54,11 +55,11 @@ func TestTLSDocker(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := clientCA.Client(t, "docker")
-	env, _, _ := serverPair(t, ca, "registryd", ip)
+	env, _, _ := serverPair(t, ca, "registryd", ns.IP)
 	reg := testenv.StartRegistrydTLS(t, registryConfig(filesystemBackend(t), ""),
-		testenv.TLSOptions{IP: ip, Client: &tls.Config{RootCAs: ca.Pool()}}, env...)
+		testenv.TLSOptions{NetNS: ns, Client: &tls.Config{RootCAs: ca.Pool()}}, env...)
 	mtls := testenv.StartRegistrydTLS(t, registryConfig(filesystemBackend(t), ""),
-		testenv.TLSOptions{IP: ip, Client: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client.TLS(t)}}},
+		testenv.TLSOptions{NetNS: ns, Client: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client.TLS(t)}}},
 		append(env, "REGISTRY_HTTP_TLS_CLIENTCAS="+clientCAFile)...)
 	dk := testenv.StartDockerd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

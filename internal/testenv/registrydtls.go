@@ -14,30 +14,25 @@ import (
 
 // TLSOptions configures StartRegistrydTLS.
 type TLSOptions struct {
-	// IP is the address to listen on (default 127.0.0.1).
-	IP string
+	// NetNS, when set, runs registryd inside that network namespace, listening on its
+	// address (NetNS.IP); otherwise registryd listens on 127.0.0.1.
+	NetNS *NetNS
 	// Client is what the readiness check connects with: it must trust the server's
 	// certificate, and carry a client certificate when the registry asks for one.
 	Client *tls.Config
 }
 
 // StartRegistrydTLS is StartRegistryd for a config that serves HTTPS (http.tls set in
-// config or env). It listens on a free port of o.IP, is ready when GET https://…/v2/
-// answers, and its URL is "https://<ip>:<port>".
+// config or env). It listens on a free port of 127.0.0.1, or of o.NetNS.IP inside
+// o.NetNS, is ready when GET https://…/v2/ answers (from the test's own namespace), and
+// its URL is "https://<ip>:<port>". It is stopped through its process group at cleanup.
 func StartRegistrydTLS(t testing.TB, config string, o TLSOptions, env ...string) *Registryd {
 	t.Helper()
-	ip := o.IP
-	if ip == "" {
-		ip = "127.0.0.1"
-	}
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-
 	bin := RegistrydBinary(t)
+	addr := Addr(FreePort(t))
+	if o.NetNS != nil {
+		addr = o.NetNS.Addr()
+	}
 	env = append(env, "REGISTRY_HTTP_ADDR="+addr)
 	config = strings.ReplaceAll(config, "{{ADDR}}", addr)
 	dir := t.TempDir()
@@ -46,10 +41,14 @@ func StartRegistrydTLS(t testing.TB, config string, o TLSOptions, env ...string)
 		t.Fatal(err)
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: o.Client.Clone()}}
+	path, args := bin, []string{"serve", cfgPath}
+	if o.NetNS != nil {
+		path, args = o.NetNS.Command(bin, args...)
+	}
 	p := Start(t, Spec{
 		Name: "registryd",
-		Path: bin,
-		Args: []string{"serve", cfgPath},
+		Path: path,
+		Args: args,
 		Env:  env,
 		Dir:  dir,
 		Addr: addr,
@@ -71,33 +70,6 @@ func StartRegistrydTLS(t testing.TB, config string, o TLSOptions, env ...string)
 	})
 	t.Cleanup(client.CloseIdleConnections)
 	return &Registryd{Process: p, URL: "https://" + addr, Host: addr, ConfigPath: cfgPath}
-}
-
-// LocalIP returns an IPv4 address of this machine outside 127.0.0.0/8, for servers that
-// a client must not treat as a loopback registry (the Docker engine uses plain HTTP and
-// skips certificate checks for 127.0.0.0/8). It fails the test when there is none.
-func LocalIP(t testing.TB) string {
-	t.Helper()
-	ifaces, err := net.Interfaces()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ifc := range ifaces {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
-				return n.IP.String()
-			}
-		}
-	}
-	t.Fatal("no IPv4 address outside 127.0.0.0/8 on an up interface: the TLS test of the Docker engine needs one")
-	return ""
 }
 
 // certsDir is where the Docker engine looks for per-registry CAs and client certificates
