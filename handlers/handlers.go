@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"strings"
 	"time"
 
@@ -49,6 +50,12 @@ type Options struct {
 	// Auth, when set, authenticates and authorizes every /v2 request (see authorize);
 	// nil answers anyone.
 	Auth auth.Authorizer
+	// AbsoluteURLs makes Location headers absolute URLs (see location.go); otherwise
+	// they are paths relative to the request's origin.
+	AbsoluteURLs bool
+	// Host, when set with AbsoluteURLs, is the externally reachable scheme://host[:port]
+	// (http.host) that absolute Location headers start with.
+	Host *url.URL
 }
 
 type api struct {
