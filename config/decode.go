@@ -51,6 +51,13 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, key string) {
 		}
 		return
 	}
+	if _, custom := v.Addr().Interface().(yaml.Unmarshaler); custom {
+		// A type with its own YAML decoding (a section kept in another file may have one).
+		if err := n.Decode(v.Addr().Interface()); err != nil {
+			d.fail(n, orRoot(key), "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		return
+	}
 	switch {
 	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct:
 		if v.IsNil() {

@@ -40,7 +40,8 @@ const serveUsage = `Usage: registryd serve [-c FILE | FILE]
 
 Serves the registry until SIGTERM or SIGINT, then drains: /readyz answers 503 at once,
 the listeners keep serving for http.draindelay, then close, and in-flight requests get
-http.draintimeout to finish.
+http.draintimeout to finish (exit status 1 if some must be cut). A second signal stops
+at once.
 
 Flags:
 `
