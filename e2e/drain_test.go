@@ -272,3 +272,43 @@ func immutable(t *testing.T, chattr, root string) {
 		t.Fatal("chattr +i did not stop a write by this user")
 	}
 }
+
+// TestReadinessMinIOReadOnly: on S3 (MinIO) with credentials that may read the bucket but
+// not write to it (an STS session policy), /readyz answers 503 while pulls work; the same
+// credentials in read-only mode are ready.
+func TestReadinessMinIOReadOnly(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	bucket := m.NewBucket(t)
+	rw := testenv.StartRegistryd(t, registryConfig(s3Storage(m, bucket, m.AccessKey, m.SecretKey, m.Endpoint), ""))
+	body := []byte("pulled with read-only credentials")
+	dgst := fmt.Sprintf("sha256:%x", sha256.Sum256(body))
+	resp, err := http.Post(rw.URL+"/v2/ro/blobs/uploads/?digest="+dgst, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	if s := probe(rw.URL + "/readyz"); s != 200 {
+		t.Fatalf("/readyz with read-write credentials: %d", s)
+	}
+	access, secret, token := m.ReadOnlyCredentials(t, bucket)
+	storage := s3Storage(m, bucket, access, secret, m.Endpoint)
+	ro := testenv.StartRegistryd(t, registryConfig(storage, ""), "REGISTRY_STORAGE_S3_SESSIONTOKEN="+token,
+		"REGISTRY_STORAGE_RETRY_MAXATTEMPTS=1")
+	if s := probe(ro.URL + "/readyz"); s != 503 {
+		t.Errorf("/readyz with credentials that cannot write: %d, want 503", s)
+	}
+	if s := probe(ro.URL + "/v2/ro/blobs/" + dgst); s != 200 {
+		t.Errorf("blob GET with read-only credentials: %d, want 200", s)
+	}
+	if !strings.Contains(ro.Output(), "not ready: backend check failed") {
+		t.Errorf("no log line for the failed readiness check:\n%s", ro.Output())
+	}
+	mode := testenv.StartRegistryd(t, registryConfig(storage, ""), "REGISTRY_STORAGE_S3_SESSIONTOKEN="+token,
+		"REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED=true")
+	if s := probe(mode.URL + "/readyz"); s != 200 {
+		t.Errorf("/readyz in read-only mode with read-only credentials: %d, want 200", s)
+	}
+}
