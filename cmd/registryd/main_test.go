@@ -59,6 +59,8 @@ func TestHelpAndUsage(t *testing.T) {
 		{args: []string{"serve", "a.yml", "-c"}, code: 2, stderr: "one configuration file at most"},
 		{args: []string{"serve", "--", "-c"}, code: 2, stderr: "flags go before the file"},
 		{args: []string{"serve", "/no/such/file.yml"}, code: 2, stderr: "no such file"},
+		{args: []string{"-c", "/no/such/file.yml"}, code: 2, stderr: "no such file"},
+		{args: []string{"--version"}, code: 0, stdout: "revision:", noStderr: true},
 		{args: []string{"config", "check", "-c", "/no/such/file.yml"}, code: 2, stderr: "no such file"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
