@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 )
@@ -69,11 +68,11 @@ type AccessRule struct {
 // auth controller is built at start-up, which names the file and line.
 func (a *Auth) validate() error {
 	if a.Htpasswd != nil && a.Token != nil {
-		return errors.New("config: auth: set htpasswd or token, not both")
+		return &Error{Key: "auth", Msg: "set htpasswd or token, not both"}
 	}
 	if h := a.Htpasswd; h != nil {
 		if h.Path == "" {
-			return errors.New("config: auth.htpasswd.path: required")
+			return &Error{Key: "auth.htpasswd.path", Msg: "required"}
 		}
 		if err := headerSafe("auth.htpasswd.realm", h.Realm); err != nil {
 			return err
@@ -84,53 +83,53 @@ func (a *Auth) validate() error {
 			{"auth.token.realm", t.Realm}, {"auth.token.service", t.Service}, {"auth.token.issuer", t.Issuer},
 		} {
 			if f.v == "" {
-				return fmt.Errorf("config: %s: required", f.key)
+				return &Error{Key: f.key, Msg: "required"}
 			}
 			if err := headerSafe(f.key, f.v); err != nil {
 				return err
 			}
 		}
 		if t.RootCertBundle == "" && t.JWKS == "" {
-			return errors.New("config: auth.token.rootcertbundle or auth.token.jwks: one is required")
+			return &Error{Key: "auth.token", Msg: "one of auth.token.rootcertbundle and auth.token.jwks is required"}
 		}
 	}
 	if (len(a.Access) > 0 || len(a.Groups) > 0) && a.Htpasswd == nil && a.Token == nil {
-		return errors.New("config: auth.access: needs auth.htpasswd or auth.token to identify users")
+		return &Error{Key: "auth.access", Msg: "needs auth.htpasswd or auth.token to identify users"}
 	}
 	for g, users := range a.Groups {
 		if g == "" {
-			return errors.New("config: auth.groups: empty group name")
+			return &Error{Key: "auth.groups", Msg: "empty group name"}
 		}
 		for _, u := range users {
 			if u == "" {
-				return fmt.Errorf("config: auth.groups.%s: empty user name", g)
+				return &Error{Key: "auth.groups." + g, Msg: "empty user name"}
 			}
 		}
 	}
 	for i, r := range a.Access {
 		key := fmt.Sprintf("auth.access[%d]", i)
 		if r.Repository == "" {
-			return fmt.Errorf("config: %s.repository: required", key)
+			return &Error{Key: key + ".repository", Msg: "required"}
 		}
 		if strings.Contains(r.Repository, "***") {
-			return fmt.Errorf("config: %s.repository: %q: use * or **", key, r.Repository)
+			return &Error{Key: key + ".repository", Msg: fmt.Sprintf("%q: use * or **", r.Repository)}
 		}
 		if len(r.Users) == 0 && len(r.Groups) == 0 && !r.Anonymous {
-			return fmt.Errorf("config: %s: names no users, groups or anonymous", key)
+			return &Error{Key: key, Msg: "names no users, groups or anonymous"}
 		}
 		for _, g := range r.Groups {
 			if _, ok := a.Groups[g]; !ok {
-				return fmt.Errorf("config: %s.groups: %q is not defined in auth.groups", key, g)
+				return &Error{Key: key + ".groups", Msg: fmt.Sprintf("%q is not defined in auth.groups", g)}
 			}
 		}
 		if len(r.Actions) == 0 {
-			return fmt.Errorf("config: %s.actions: required (pull, push, delete)", key)
+			return &Error{Key: key + ".actions", Msg: "required (pull, push, delete)"}
 		}
 		for _, act := range r.Actions {
 			switch act {
 			case "pull", "push", "delete":
 			default:
-				return fmt.Errorf("config: %s.actions: %q is not pull, push or delete", key, act)
+				return &Error{Key: key + ".actions", Msg: fmt.Sprintf("%q is not pull, push or delete", act)}
 			}
 		}
 	}
@@ -141,7 +140,7 @@ func (a *Auth) validate() error {
 func headerSafe(key, v string) error {
 	for _, c := range v {
 		if c == '"' || c == '\\' || c < 0x20 || c == 0x7f {
-			return fmt.Errorf("config: %s: %q contains a quote, backslash or control character", key, v)
+			return &Error{Key: key, Msg: fmt.Sprintf("%q contains a quote, backslash or control character", v)}
 		}
 	}
 	return nil

@@ -20,7 +20,7 @@ func TestAuthValidation(t *testing.T) {
 		{"quote in realm", `auth: {htpasswd: {path: p, realm: 'a"b'}}`, nil, "auth.htpasswd.realm"},
 		{"token", "auth: {token: {realm: https://a/t, service: s, issuer: i, jwks: /k.json}}", nil, ""},
 		{"token without issuer", "auth: {token: {realm: https://a/t, service: s, jwks: /k.json}}", nil, "auth.token.issuer: required"},
-		{"token without keys", "auth: {token: {realm: https://a/t, service: s, issuer: i}}", nil, "auth.token.rootcertbundle or auth.token.jwks"},
+		{"token without keys", "auth: {token: {realm: https://a/t, service: s, issuer: i}}", nil, "one of auth.token.rootcertbundle and auth.token.jwks"},
 		{"both", "auth: {htpasswd: {path: p}, token: {realm: r, service: s, issuer: i, jwks: k}}", nil, "set htpasswd or token, not both"},
 		{"rules without authentication", "auth: {access: [{repository: '**', anonymous: true, actions: [pull]}]}", nil, "auth.access: needs auth.htpasswd or auth.token"},
 		{"rules", "auth: {htpasswd: {path: p}, groups: {dev: [a, b]}, access: [{repository: 'team/**', groups: [dev], users: [c], actions: [pull, push, delete]}, {repository: 'pub/*', anonymous: true, actions: [pull]}]}", nil, ""},

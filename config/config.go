@@ -2,6 +2,10 @@
 // config.yml (version 0.1), overridable key by key with REGISTRY_* environment variables
 // (REGISTRY_STORAGE_S3_BUCKET overrides storage.s3.bucket), validated at start-up.
 //
+// Every problem is reported at once, each naming its key path (and the file line or the
+// variable it came from) and what is allowed there; see Load for how keys that registryd
+// does not know are treated (CNCF Distribution's own keys, Kubernetes service links).
+//
 // Who may import it: cmd/registryd, and the concrete drivers (each takes its own section).
 // It depends on nothing of registryd.
 package config
@@ -10,13 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
-	"reflect"
-	"strconv"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Config is the whole configuration. The zero value is not valid; use Default or Load.
@@ -30,6 +31,13 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// Validation controls how strictly pushed manifests are checked.
 	Validation Validation `yaml:"validation"`
+
+	// Ignored lists what Load accepted without acting on it: CNCF Distribution settings
+	// registryd does not implement (Warn) and REGISTRY_* variables that are no
+	// configuration key, such as Kubernetes service links (Debug). Not a setting.
+	Ignored []Notice `yaml:"-"`
+	// sources maps a key path to the variable that set it, for error messages.
+	sources map[string]string
 }
 
 // Validation controls manifest validation.
@@ -52,6 +60,8 @@ type Log struct {
 	Level string `yaml:"level"`
 	// Formatter is json (default) or text.
 	Formatter string `yaml:"formatter"`
+	// Fields are added to every log line (CNCF Distribution's log.fields).
+	Fields map[string]any `yaml:"fields"`
 }
 
 // HTTP configures the listener.
@@ -61,8 +71,16 @@ type HTTP struct {
 	// Secret signs upload state tokens. Every replica sharing a bucket must use the same
 	// secret. When empty a random one is generated at start (fine for a single process).
 	Secret string `yaml:"secret"`
-	// DrainTimeout bounds graceful shutdown (default 30s).
+	// DrainDelay is how long, after SIGTERM, /readyz answers 503 while the listeners keep
+	// serving, so that load balancers stop sending new requests before they are refused
+	// (default 0; the Helm chart sets it for Kubernetes).
+	DrainDelay time.Duration `yaml:"draindelay"`
+	// DrainTimeout bounds the drain of in-flight requests once the listeners close
+	// (default 30s).
 	DrainTimeout time.Duration `yaml:"draintimeout"`
+	// Headers are added to every response of the registry listener (CNCF Distribution's
+	// http.headers), e.g. X-Content-Type-Options: [nosniff].
+	Headers map[string][]string `yaml:"headers"`
 	// Debug configures the metrics and health listener.
 	Debug Debug `yaml:"debug"`
 	// TLS serves HTTPS on Addr when its certificate is set (see config/tls.go).
@@ -248,25 +266,41 @@ func Default() *Config {
 }
 
 // Load reads YAML from r (may be nil for defaults only), applies REGISTRY_* overrides from
-// environ (as os.Environ returns), fills defaults and validates.
+// environ (as os.Environ returns), fills defaults and validates. It reports every problem
+// at once: the error joins one *Error per invalid setting.
+//
+// Keys registryd does not know are treated alike in the file and in the environment:
+//   - a key of CNCF Distribution that registryd does not implement (log.accesslog,
+//     storage.cache, notifications, health, ...) is accepted and listed in Config.Ignored
+//     at Warn level, to be logged at start-up;
+//   - a security-relevant section registryd cannot honour (an auth type it lacks,
+//     middleware, http.tls where not implemented) is an error: serving without it would
+//     silently drop a protection the operator asked for;
+//   - any other unknown key is an error naming the key path and the closest known key.
+//
+// A REGISTRY_* variable whose name is no configuration key at all — Kubernetes injects
+// REGISTRY_PORT=tcp://..., REGISTRY_SERVICE_HOST and the like into every pod of a
+// namespace holding a Service named "registry" — is ignored and listed at Debug level.
 func Load(r io.Reader, environ []string) (*Config, error) {
 	c := &Config{}
+	var errs []error
 	if r != nil {
-		dec := yaml.NewDecoder(r)
-		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		data, err := io.ReadAll(r)
+		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
+		errs = append(errs, decodeYAML(c, data)...)
 	}
-	if err := applyEnv(c, environ); err != nil {
-		return nil, err
-	}
+	errs = append(errs, applyEnv(c, environ)...)
 	if c.Storage.Filesystem == nil && c.Storage.InMemory == nil && c.Storage.S3 == nil &&
 		c.Storage.GCS == nil && c.Storage.Azure == nil {
 		c.Storage.Filesystem = &Filesystem{}
 	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -333,198 +367,173 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-// Validate reports the first invalid setting, naming its key.
+// Backend limits checked at start-up, so that a setting a backend would refuse fails here
+// and not on the first push or pull.
+const (
+	// maxSignedURLExpiry bounds storage.redirect.expiry: S3 SigV4 and GCS V4 signed URLs
+	// are refused beyond 7 days; Azure SAS has no hard limit, and the same bound is kept.
+	maxSignedURLExpiry = 7 * 24 * time.Hour
+	s3MinPart          = 5 << 20
+	s3MaxPart          = 5 << 30
+	gcsMinPart         = 256 << 10
+	gcsMaxPart         = 1 << 30
+	gcsMaxConcurrency  = 64
+	azureMaxBlock      = 4000 << 20
+	minSecretLen       = 16
+)
+
+// Validate reports every invalid setting at once (the error joins one *Error each), naming
+// its key and what is allowed. Sections kept in their own files hook in with one line:
+// v.add(c.Section.validate()).
 func (c *Config) Validate() error {
+	v := &validator{sources: c.sources}
 	if c.Version != "0.1" {
-		return fmt.Errorf("config: version: must be 0.1, got %q", c.Version)
+		v.errorf("version", "must be 0.1, got %q", c.Version)
 	}
-	n := 0
-	for _, set := range []bool{c.Storage.Filesystem != nil, c.Storage.InMemory != nil,
-		c.Storage.S3 != nil, c.Storage.GCS != nil, c.Storage.Azure != nil} {
-		if set {
-			n++
+	var backends []string
+	for _, b := range []struct {
+		name string
+		set  bool
+	}{{"filesystem", c.Storage.Filesystem != nil}, {"inmemory", c.Storage.InMemory != nil},
+		{"s3", c.Storage.S3 != nil}, {"gcs", c.Storage.GCS != nil}, {"azure", c.Storage.Azure != nil}} {
+		if b.set {
+			backends = append(backends, b.name)
 		}
 	}
-	if n != 1 {
-		return fmt.Errorf("config: storage: exactly one of filesystem, inmemory, s3, gcs, azure must be set, got %d", n)
+	if len(backends) != 1 {
+		v.errorf("storage", "exactly one of filesystem, inmemory, s3, gcs, azure must be set, got %d (%s)",
+			len(backends), strings.Join(backends, ", "))
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("config: log.level: must be debug, info, warn or error, got %q", c.Log.Level)
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.formatter", c.Log.Formatter, "json", "text")
+	v.listenAddr("http.addr", c.HTTP.Addr)
+	if c.HTTP.Debug.Addr != "" {
+		v.listenAddr("http.debug.addr", c.HTTP.Debug.Addr)
 	}
-	switch c.Log.Formatter {
-	case "json", "text":
-	default:
-		return fmt.Errorf("config: log.formatter: must be json or text, got %q", c.Log.Formatter)
+	if n := len(c.HTTP.Secret); n > 0 && n < minSecretLen {
+		v.errorf("http.secret", "must be at least %d characters, got %d (or leave it unset for a random one per process)", minSecretLen, n)
 	}
-	if c.Limits.MaxManifestBytes < 0 {
-		return errors.New("config: limits.maxmanifestbytes: must be positive")
+	v.positive("http.draintimeout", c.HTTP.DrainTimeout)
+	v.notNegative("http.draindelay", c.HTTP.DrainDelay)
+	for name := range c.HTTP.Headers {
+		if !validHeaderName(name) {
+			v.errorf("http.headers."+name, "not a valid HTTP header name")
+		}
 	}
-	if c.Limits.MaxListEntries < 0 {
-		return errors.New("config: limits.maxlistentries: must be positive")
+	if c.Limits.MaxManifestBytes < 1 {
+		v.errorf("limits.maxmanifestbytes", "must be at least 1, got %d", c.Limits.MaxManifestBytes)
 	}
-	if up := c.Storage.Maintenance.UploadPurging; up.Age < 0 || up.Interval < 0 {
-		return errors.New("config: storage.maintenance.uploadpurging: age and interval must be positive")
+	if c.Limits.MaxListEntries < 1 {
+		v.errorf("limits.maxlistentries", "must be at least 1, got %d", c.Limits.MaxListEntries)
 	}
-	if err := c.HTTP.validateTLS(); err != nil {
-		return err
+	v.positive("storage.redirect.expiry", c.Storage.Redirect.Expiry)
+	if c.Storage.Redirect.Expiry > maxSignedURLExpiry {
+		v.errorf("storage.redirect.expiry", "must be at most %s (S3 and GCS refuse signed URLs valid for longer), got %s",
+			maxSignedURLExpiry, c.Storage.Redirect.Expiry)
 	}
-	if c.Storage.Retry.MaxAttempts < 1 {
-		return errors.New("config: storage.retry.maxattempts: must be at least 1")
+	up := c.Storage.Maintenance.UploadPurging
+	v.positive("storage.maintenance.uploadpurging.age", up.Age)
+	v.positive("storage.maintenance.uploadpurging.interval", up.Interval)
+	rt := c.Storage.Retry
+	if rt.MaxAttempts < 1 {
+		v.errorf("storage.retry.maxattempts", "must be at least 1 (1 disables retries), got %d", rt.MaxAttempts)
 	}
-	if err := c.Auth.validate(); err != nil {
-		return err
+	v.positive("storage.retry.basedelay", rt.BaseDelay)
+	v.positive("storage.retry.maxdelay", rt.MaxDelay)
+	if rt.MaxDelay > 0 && rt.BaseDelay > rt.MaxDelay {
+		v.errorf("storage.retry.basedelay", "must not exceed storage.retry.maxdelay (%s), got %s", rt.MaxDelay, rt.BaseDelay)
 	}
+	if fs := c.Storage.Filesystem; fs != nil && fs.RootDirectory == "" {
+		v.errorf("storage.filesystem.rootdirectory", "required")
+	}
+	v.add(c.HTTP.validateTLS())
+	v.add(c.Auth.validate())
 	if s := c.Storage.S3; s != nil {
-		if s.Bucket == "" {
-			return errors.New("config: storage.s3.bucket: required")
-		}
-		if s.Region == "" && s.RegionEndpoint == "" {
-			return errors.New("config: storage.s3.region: required unless storage.s3.regionendpoint is set")
-		}
-		if s.ChunkSize != 0 && s.ChunkSize < 5<<20 {
-			return fmt.Errorf("config: storage.s3.chunksize: must be at least 5242880 (5 MiB), got %d", s.ChunkSize)
-		}
-		if s.MultipartConcurrency < 0 {
-			return errors.New("config: storage.s3.multipartconcurrency: must be positive")
-		}
-		if (s.AccessKey == "") != (s.SecretKey == "") {
-			return errors.New("config: storage.s3.accesskey and storage.s3.secretkey: set both or neither")
-		}
+		s.validate(v)
 	}
 	if g := c.Storage.GCS; g != nil {
-		if g.Bucket == "" {
-			return errors.New("config: storage.gcs.bucket: required")
-		}
-		if g.ChunkSize < 0 {
-			return errors.New("config: storage.gcs.chunksize: must be positive")
-		}
+		g.validate(v)
 	}
 	if a := c.Storage.Azure; a != nil {
-		if a.AccountName == "" {
-			return errors.New("config: storage.azure.accountname: required")
-		}
-		if a.Container == "" {
-			return errors.New("config: storage.azure.container: required")
-		}
-		if a.ChunkSize < 0 {
-			return errors.New("config: storage.azure.chunksize: must be positive")
-		}
+		a.validate(v)
 	}
-	return nil
+	return v.err()
 }
 
-// applyEnv sets fields from REGISTRY_<PATH> variables, where PATH is the upper-cased yaml
-// keys joined by "_" (REGISTRY_STORAGE_S3_BUCKET, REGISTRY_HTTP_SECRET). Naming a key of
-// a backend section selects that backend.
-func applyEnv(c *Config, environ []string) error {
-	for _, kv := range environ {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(k, "REGISTRY_") {
+func (s *S3) validate(v *validator) {
+	if s.Bucket == "" {
+		v.errorf("storage.s3.bucket", "required")
+	}
+	if s.Region == "" && s.RegionEndpoint == "" {
+		v.errorf("storage.s3.region", "required unless storage.s3.regionendpoint is set")
+	}
+	if s.RegionEndpoint != "" {
+		v.url("storage.s3.regionendpoint", s.RegionEndpoint, true)
+	}
+	v.sizeRange("storage.s3.chunksize", s.ChunkSize, s3MinPart, s3MaxPart, "an S3 part")
+	v.sizeRange("storage.s3.multipartcopychunksize", s.MultipartCopyChunkSize, s3MinPart, s3MaxPart, "an S3 part")
+	if s.MultipartCopyThresholdSize < 0 || s.MultipartCopyThresholdSize > s3MaxPart {
+		v.errorf("storage.s3.multipartcopythresholdsize", "must be between 0 and %s, got %d", sizeString(s3MaxPart), s.MultipartCopyThresholdSize)
+	}
+	if s.MultipartConcurrency < 0 {
+		v.errorf("storage.s3.multipartconcurrency", "must be at least 1 (0: default 4), got %d", s.MultipartConcurrency)
+	}
+	chunk := s.ChunkSize
+	if chunk == 0 {
+		chunk = 16 << 20
+	}
+	if s.MemoryBudget < 0 || (s.MemoryBudget > 0 && s.MemoryBudget < chunk) {
+		v.errorf("storage.s3.memorybudget", "must be at least storage.s3.chunksize (%s), got %d", sizeString(chunk), s.MemoryBudget)
+	}
+	if (s.AccessKey == "") != (s.SecretKey == "") {
+		v.errorf("storage.s3.accesskey", "storage.s3.accesskey and storage.s3.secretkey: set both or neither")
+	}
+	if s.SessionToken != "" && s.AccessKey == "" {
+		v.errorf("storage.s3.sessiontoken", "needs storage.s3.accesskey and storage.s3.secretkey")
+	}
+}
+
+func (g *GCS) validate(v *validator) {
+	if g.Bucket == "" {
+		v.errorf("storage.gcs.bucket", "required")
+	}
+	if g.KeyFile != "" && g.Credentials != "" {
+		v.errorf("storage.gcs.keyfile", "set storage.gcs.keyfile or storage.gcs.credentials, not both")
+	}
+	if g.Endpoint != "" && strings.Contains(g.Endpoint, "://") {
+		v.url("storage.gcs.endpoint", g.Endpoint, false)
+	}
+	v.sizeRange("storage.gcs.chunksize", g.ChunkSize, gcsMinPart, gcsMaxPart, "a part")
+	if g.MaxConcurrency < 0 || g.MaxConcurrency > gcsMaxConcurrency {
+		v.errorf("storage.gcs.maxconcurrency", "must be between 1 and %d (0: default 4), got %d", gcsMaxConcurrency, g.MaxConcurrency)
+	}
+}
+
+func (a *Azure) validate(v *validator) {
+	if a.AccountName == "" {
+		v.errorf("storage.azure.accountname", "required")
+	}
+	if a.Container == "" {
+		v.errorf("storage.azure.container", "required")
+	}
+	if a.ServiceURL != "" && a.Endpoint != "" && a.ServiceURL != a.Endpoint {
+		v.errorf("storage.azure.endpoint", "is an alias of storage.azure.serviceurl: set one of them")
+	}
+	for _, k := range []struct{ key, val string }{{"storage.azure.serviceurl", a.ServiceURL}, {"storage.azure.endpoint", a.Endpoint}} {
+		if k.val == "" || !v.url(k.key, k.val, false) || a.AccountName == "" {
 			continue
 		}
-		if err := setPath(reflect.ValueOf(c).Elem(), strings.TrimPrefix(k, "REGISTRY_"), v); err != nil {
-			return fmt.Errorf("config: %s: %w", k, err)
+		// The service URL names the account: in its host (https://<account>.blob.core.windows.net/)
+		// or, path-style, as its first path segment (Azurite: http://127.0.0.1:10000/<account>).
+		u, _ := url.Parse(k.val)
+		first, _, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+		if !strings.HasPrefix(u.Hostname(), a.AccountName+".") && first != a.AccountName {
+			v.errorf(k.key, "must name the account %q: https://%s.blob.core.windows.net/, or path-style for Azurite and other emulators: %s://%s/%s",
+				a.AccountName, a.AccountName, u.Scheme, u.Host, a.AccountName)
 		}
 	}
-	return nil
-}
-
-var errUnknownKey = errors.New("no such configuration key")
-
-// setPath walks struct v by the yaml tags matched against the "_"-joined upper-case key.
-// Keys may contain no "_" themselves, so the split is unambiguous.
-func setPath(v reflect.Value, key, val string) error {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name := strings.ToUpper(strings.Split(f.Tag.Get("yaml"), ",")[0])
-		fv := v.Field(i)
-		if key == name {
-			return setScalar(fv, val)
-		}
-		rest, ok := strings.CutPrefix(key, name+"_")
-		if !ok {
-			continue
-		}
-		if fv.Kind() == reflect.Pointer {
-			if fv.Type().Elem().Kind() != reflect.Struct {
-				continue
-			}
-			if fv.IsNil() {
-				fv.Set(reflect.New(fv.Type().Elem()))
-			}
-			fv = fv.Elem()
-		}
-		if fv.Kind() == reflect.Struct {
-			return setPath(fv, rest, val)
-		}
+	v.sizeRange("storage.azure.chunksize", a.ChunkSize, 1, azureMaxBlock, "an Azure block")
+	if a.MaxConcurrency < 0 {
+		v.errorf("storage.azure.maxconcurrency", "must be at least 1 (0: default 4), got %d", a.MaxConcurrency)
 	}
-	return errUnknownKey
-}
-
-func setScalar(fv reflect.Value, val string) error {
-	if fv.Kind() == reflect.Pointer {
-		if fv.Type().Elem().Kind() == reflect.Struct {
-			// REGISTRY_STORAGE_INMEMORY= selects an empty section.
-			if fv.IsNil() {
-				fv.Set(reflect.New(fv.Type().Elem()))
-			}
-			return nil
-		}
-		p := reflect.New(fv.Type().Elem())
-		if err := setScalar(p.Elem(), val); err != nil {
-			return err
-		}
-		fv.Set(p)
-		return nil
-	}
-	switch fv.Kind() {
-	case reflect.String:
-		fv.SetString(val)
-	case reflect.Bool:
-		b, err := strconv.ParseBool(val)
-		if err != nil {
-			return fmt.Errorf("want a boolean: %w", err)
-		}
-		fv.SetBool(b)
-	case reflect.Int, reflect.Int64:
-		if fv.Type() == reflect.TypeFor[time.Duration]() {
-			d, err := time.ParseDuration(val)
-			if err != nil {
-				return fmt.Errorf("want a duration: %w", err)
-			}
-			fv.SetInt(int64(d))
-			return nil
-		}
-		n, err := strconv.ParseInt(val, 10, 64)
-		if err != nil {
-			return fmt.Errorf("want an integer: %w", err)
-		}
-		fv.SetInt(n)
-	case reflect.Slice:
-		if fv.Type().Elem().Kind() != reflect.String {
-			return fmt.Errorf("unsupported list of %s", fv.Type().Elem().Kind())
-		}
-		// A comma-separated list, or a YAML flow sequence ([a, b]) as Distribution takes.
-		var items []string
-		if strings.HasPrefix(strings.TrimSpace(val), "[") {
-			if err := yaml.Unmarshal([]byte(val), &items); err != nil {
-				return fmt.Errorf("want a list: %w", err)
-			}
-		} else {
-			for _, s := range strings.Split(val, ",") {
-				if s = strings.TrimSpace(s); s != "" {
-					items = append(items, s)
-				}
-			}
-		}
-		fv.Set(reflect.ValueOf(items).Convert(fv.Type()))
-	case reflect.Struct:
-		return errUnknownKey
-	default:
-		return fmt.Errorf("unsupported kind %s", fv.Kind())
-	}
-	return nil
 }

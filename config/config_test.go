@@ -93,8 +93,8 @@ func TestInvalid(t *testing.T) {
 		{"storage: {filesystem: {}, inmemory: {}}\n", nil, "exactly one"},
 		{"log: {level: loud}\n", nil, "log.level"},
 		{"storage: {filesystem: {rootdirectory: x, bogus: 1}}\n", nil, "bogus"},
-		{"", []string{"REGISTRY_STORAGE_S3_NOPE=1"}, "REGISTRY_STORAGE_S3_NOPE"},
-		{"", []string{"REGISTRY_HTTP_DRAINTIMEOUT=soon"}, "REGISTRY_HTTP_DRAINTIMEOUT"},
+		{"", []string{"REGISTRY_STORAGE_S3_NOPE=1"}, "storage.s3.nope"},
+		{"", []string{"REGISTRY_HTTP_DRAINTIMEOUT=soon"}, "http.draintimeout"},
 		{"", []string{"REGISTRY_STORAGE_DELETE_ENABLED=maybe"}, "REGISTRY_STORAGE_DELETE_ENABLED"},
 		{"storage: {maintenance: {uploadpurging: {age: -1h}}}\n", nil, "storage.maintenance.uploadpurging"},
 	} {

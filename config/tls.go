@@ -2,7 +2,6 @@ package config
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -80,15 +79,15 @@ func (h HTTP) validateTLS() error {
 	t := h.TLS
 	switch {
 	case t.Certificate != "" && t.Key == "":
-		return errors.New("config: http.tls.key: required when http.tls.certificate is set")
+		return &Error{Key: "http.tls.key", Msg: "required when http.tls.certificate is set"}
 	case t.Certificate == "" && t.Key != "":
-		return errors.New("config: http.tls.certificate: required when http.tls.key is set")
+		return &Error{Key: "http.tls.certificate", Msg: "required when http.tls.key is set"}
 	case t.Certificate == "" && len(t.ClientCAs) > 0:
-		return errors.New("config: http.tls.clientcas: needs http.tls.certificate and http.tls.key")
+		return &Error{Key: "http.tls.clientcas", Msg: "needs http.tls.certificate and http.tls.key"}
 	case t.Certificate == "" && t.MinimumTLS != "":
-		return errors.New("config: http.tls.minimumtls: needs http.tls.certificate and http.tls.key")
+		return &Error{Key: "http.tls.minimumtls", Msg: "needs http.tls.certificate and http.tls.key"}
 	case t.Certificate == "" && len(t.CipherSuites) > 0:
-		return errors.New("config: http.tls.ciphersuites: needs http.tls.certificate and http.tls.key")
+		return &Error{Key: "http.tls.ciphersuites", Msg: "needs http.tls.certificate and http.tls.key"}
 	}
 	for i, n := range t.CipherSuites {
 		if !slices.ContainsFunc(tls.CipherSuites(), func(cs *tls.CipherSuite) bool { return cs.Name == n }) {
@@ -96,30 +95,30 @@ func (h HTTP) validateTLS() error {
 			if slices.ContainsFunc(tls.InsecureCipherSuites(), func(cs *tls.CipherSuite) bool { return cs.Name == n }) {
 				why = "insecure"
 			}
-			return fmt.Errorf("config: http.tls.ciphersuites[%d]: %q is %s; use names such as TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", i, n, why)
+			return &Error{Key: fmt.Sprintf("http.tls.ciphersuites[%d]", i), Msg: fmt.Sprintf("%q is %s; use names such as TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", n, why)}
 		}
 	}
 	if len(t.CipherSuites) > 0 && !h.HTTP2.Disabled && !slices.ContainsFunc(t.CipherSuites, func(n string) bool {
 		return n == "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" || n == "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
 	}) {
-		return errors.New("config: http.tls.ciphersuites: HTTP/2 needs TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 or " +
-			"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 in the list (or set http.http2.disabled)")
+		return &Error{Key: "http.tls.ciphersuites", Msg: "HTTP/2 needs TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 or " +
+			"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 in the list (or set http.http2.disabled)"}
 	}
 	switch t.MinimumTLS {
 	case "", "tls1.2", "tls1.3":
 	case "tls1.0", "tls1.1":
-		return fmt.Errorf("config: http.tls.minimumtls: %s is not supported (insecure); use tls1.2 or tls1.3", t.MinimumTLS)
+		return &Error{Key: "http.tls.minimumtls", Msg: fmt.Sprintf("%s is not supported (insecure); use tls1.2 or tls1.3", t.MinimumTLS)}
 	default:
-		return fmt.Errorf("config: http.tls.minimumtls: must be tls1.2 or tls1.3, got %q", t.MinimumTLS)
+		return &Error{Key: "http.tls.minimumtls", Msg: fmt.Sprintf("must be tls1.2 or tls1.3, got %q", t.MinimumTLS)}
 	}
 	for i, f := range t.ClientCAs {
 		if strings.TrimSpace(f) == "" {
-			return fmt.Errorf("config: http.tls.clientcas[%d]: empty file name", i)
+			return &Error{Key: fmt.Sprintf("http.tls.clientcas[%d]", i), Msg: "empty file name"}
 		}
 	}
 	if h.Host != "" {
 		if _, err := parseHostURL(h.Host); err != nil {
-			return fmt.Errorf("config: http.host: %w", err)
+			return &Error{Key: "http.host", Msg: err.Error()}
 		}
 	}
 	return nil

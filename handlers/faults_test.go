@@ -73,7 +73,9 @@ func newFaultEnv(t *testing.T, o fxOptions) *faultEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := handlers.New(handlers.Options{Registry: reg, DeleteEnabled: true, ServeOps: o.ops})
+	// Readiness re-checks the backend on every probe here (no caching interval).
+	e, err := handlers.New(handlers.Options{Registry: reg, DeleteEnabled: true, ServeOps: o.ops,
+		Readiness: handlers.NewReadiness(reg.Ping, time.Nanosecond, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@
 package handlers
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -56,6 +54,8 @@ type Options struct {
 	// Host, when set with AbsoluteURLs, is the externally reachable scheme://host[:port]
 	// (http.host) that absolute Location headers start with.
 	Host *url.URL
+	// Readiness answers /readyz (default: a read check of Registry, see NewReadiness).
+	Readiness *Readiness
 }
 
 type api struct {
@@ -109,19 +109,22 @@ func New(opts Options) (*echo.Echo, error) {
 	e.Any("/v2", a.dispatch)
 	e.Any("/v2/", a.dispatch)
 	e.Any("/v2/*", a.dispatch)
+	if opts.Readiness == nil {
+		opts.Readiness = NewReadiness(opts.Registry.Ping, 0, opts.Logger)
+	}
 	if opts.ServeOps {
-		addOps(e, opts.Registry, opts.Metrics)
+		addOps(e, opts.Readiness, opts.Metrics)
 	}
 	return e, nil
 }
 
 // NewOps returns an Echo for the separate debug listener (http.debug.addr): /metrics,
-// /healthz, /readyz and the Go profiler under /debug/pprof/. The profiler is never served
-// on the registry's own listener.
-func NewOps(reg *storage.Registry, metrics *prometheus.Registry) *echo.Echo {
+// /healthz, /readyz (answered by ready) and the Go profiler under /debug/pprof/. The
+// profiler is never served on the registry's own listener.
+func NewOps(ready *Readiness, metrics *prometheus.Registry) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	addOps(e, reg, metrics)
+	addOps(e, ready, metrics)
 	e.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprofHandler)))
 	return e
 }
@@ -143,16 +146,9 @@ func pprofHandler(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func addOps(e *echo.Echo, reg *storage.Registry, metrics *prometheus.Registry) {
+func addOps(e *echo.Echo, ready *Readiness, metrics *prometheus.Registry) {
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	e.GET("/readyz", func(c echo.Context) error {
-		ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
-		defer cancel()
-		if err := reg.Ping(ctx); err != nil {
-			return c.String(http.StatusServiceUnavailable, "backend not ready\n")
-		}
-		return c.String(http.StatusOK, "ok\n")
-	})
+	e.GET("/readyz", ready.handler())
 	if metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})))
 	}

@@ -7,6 +7,7 @@ import (
 // The storage layout. Every object key registryd reads or writes is built here.
 //
 //	docker/registry/v2/
+//	├── _health/<random hex>                                           readiness write probe (written, then deleted)
 //	├── blobs/<alg>/<first two hex>/<hex>/data                      blob and manifest bytes
 //	└── repositories/<name>/
 //	    ├── _layers/<alg>/<hex>/link                                   blob is in the repository
@@ -18,8 +19,11 @@ import (
 //	    └── _referrers/<subject alg>/<subject hex>/<alg>-<hex>         referrer descriptor (JSON)
 //
 // Link objects hold the digest string ("sha256:..."), as in CNCF Distribution. The
-// _referrers subtree is registryd's own: Distribution ignores it.
+// _referrers subtree is registryd's own: Distribution ignores it, as it does _health, which
+// lies outside the blobs and repositories trees that catalog, GC and fsck walk.
 const rootPrefix = "docker/registry/v2"
+
+func healthProbePath(id string) string { return rootPrefix + "/_health/" + id }
 
 func blobDataPath(d digest.Digest) string {
 	hex := d.Encoded()

@@ -1,13 +1,18 @@
 // Command registryd is an OCI Distribution v1.1 registry server over object storage.
 //
-//	registryd serve [config.yml]   serve the registry (no file: filesystem under ./data, :5000)
-//	registryd version              print the version
+//	registryd [serve] [-c FILE | FILE]       serve the registry (no file: filesystem under ./data, :5000)
+//	registryd config check [-c FILE | FILE]  validate the configuration, print it with secrets masked
+//	registryd version                        print the version and build information
+//
+// Exit status: 0 on success, 1 on a runtime failure (including a drain that timed out),
+// 2 on a command-line mistake or an invalid configuration.
 package main
 
 import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,7 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,68 +34,82 @@ import (
 	"github.com/registryd/registryd/storage"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = ""
-
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "registryd:", err)
-		os.Exit(1)
-	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		// After the first signal the default handling is back: a second one ends the
+		// process at once, without waiting for the drain.
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
-
-func run(args []string, stdout, stderr io.Writer) error {
+// run executes the command line args and returns the exit status. serve runs until ctx
+// is cancelled (SIGTERM, SIGINT).
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		cmd, args = "help", nil
+	} else if len(args) > 0 && (args[0] == "-v" || args[0] == "--version") {
+		cmd, args = "version", nil
 	}
 	switch cmd {
-	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "registryd", versionString())
-		return nil
-	case "serve":
-		if len(args) > 1 {
-			return errors.New("usage: registryd serve [config.yml]")
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "version":
+		fmt.Fprint(stdout, currentBuild().Long())
+		return exitOK
+	case "config":
+		if len(args) > 0 && args[0] == "check" {
+			return configCheck(args[1:], environ, stdout, stderr)
 		}
-		var cfg *config.Config
-		var err error
-		if len(args) == 1 {
-			cfg, err = config.LoadFile(args[0])
-		} else {
-			cfg, err = config.Load(nil, os.Environ())
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprint(stdout, checkUsage)
+			return exitOK
+		}
+		fmt.Fprintln(stderr, "registryd: config: want the subcommand check (see registryd --help)")
+		return exitUsage
+	case "serve":
+		file, err := configFlags("serve", serveUsage, args, stdout)
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
 		}
 		if err != nil {
-			return err
+			fmt.Fprintln(stderr, "registryd:", err)
+			return exitUsage
 		}
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-		defer stop()
-		return serve(ctx, cfg, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: registryd serve [config.yml] | registryd version")
-		return nil
+		cfg, err := loadConfig(file, environ)
+		if err != nil {
+			log := bootLogger(stderr, file, environ)
+			problems := config.Errors(err)
+			if len(problems) == 0 {
+				log.Error("invalid configuration", "error", err)
+			}
+			for _, p := range problems {
+				attrs := []any{"key", p.Key, "error", p.Msg}
+				if p.Source != "" {
+					attrs = append(attrs, "source", p.Source)
+				}
+				log.Error("invalid configuration", attrs...)
+			}
+			return exitUsage
+		}
+		log := newLogger(cfg.Log, stderr)
+		if err := serve(ctx, cfg, log); err != nil {
+			log.Error("registryd stopped on an error", "error", err)
+			return exitFailure
+		}
+		return exitOK
 	default:
-		return fmt.Errorf("unknown command %q (want serve or version)", cmd)
+		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, version or help)\n", cmd)
+		return exitUsage
 	}
-}
-
-func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Formatter == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 // purgeUploads removes old uploads (storage.maintenance.uploadpurging) until ctx ends:
@@ -120,9 +139,14 @@ func purgeUploads(ctx context.Context, reg *storage.Registry, cfg *config.Config
 	}
 }
 
-// serve runs the registry until ctx is cancelled, then drains in-flight requests.
-func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
-	log := newLogger(cfg.Log, logw)
+// errDrainTimeout is returned by serve when requests were still running at the end of
+// http.draintimeout and had to be cut.
+var errDrainTimeout = errors.New("drain timed out: in-flight requests were cut")
+
+// serve runs the registry until ctx is cancelled, then drains: readiness fails at once,
+// the listeners keep serving for http.draindelay, then close, and in-flight requests get
+// http.draintimeout to finish (errDrainTimeout when they do not).
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	metrics := prometheus.NewRegistry()
 	authz, watchAuth, err := newAuth(cfg.Auth, log, metrics)
 	if err != nil {
@@ -137,19 +161,20 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Log.Level == "debug" {
+		d = driver.WithLogging(d, log)
+	}
 	rp := cfg.Storage.Retry
 	d = driver.WithRetry(d, driver.RetryPolicy{MaxAttempts: rp.MaxAttempts, BaseDelay: rp.BaseDelay, MaxDelay: rp.MaxDelay})
+	eff := effectiveSettings(ctx, cfg, d)
 	secret := []byte(cfg.HTTP.Secret)
 	if len(secret) == 0 {
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret)
-		log.Warn("http.secret is not set: generated a random one; uploads will not resume across replicas or restarts")
-	} else if len(secret) < 16 {
-		return errors.New("config: http.secret: must be at least 16 characters")
 	}
 	reg, err := storage.New(d, storage.Options{
 		Secret:         secret,
-		Redirect:       cfg.Storage.Redirect.Enable && !cfg.Storage.Redirect.Disable,
+		Redirect:       eff.redirect,
 		RedirectExpiry: cfg.Storage.Redirect.Expiry,
 		AllowSparse:    cfg.Validation.Manifests.AllowSparse,
 		Logger:         log,
@@ -157,6 +182,11 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	check := reg.PingWrite
+	if cfg.Storage.Maintenance.ReadOnly.Enabled {
+		check = reg.Ping
+	}
+	ready := handlers.NewReadiness(check, handlers.DefaultReadinessInterval, log)
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e, err := handlers.New(handlers.Options{
 		Registry:         reg,
@@ -170,24 +200,32 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		Auth:             authz,
 		AbsoluteURLs:     cfg.HTTP.AbsoluteURLs(),
 		Host:             cfg.HTTP.HostURL(),
+		Readiness:        ready,
 	})
 	if err != nil {
 		return err
 	}
-	servers := []*http.Server{{Addr: cfg.HTTP.Addr, Handler: e, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsConfig,
+	servers := []*http.Server{{Addr: cfg.HTTP.Addr, Handler: withHeaders(e, cfg.HTTP.Headers), ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsConfig,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
 	if cfg.HTTP.Debug.Addr != "" {
-		servers = append(servers, &http.Server{Addr: cfg.HTTP.Debug.Addr, Handler: handlers.NewOps(reg, metrics),
-			ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, &http.Server{Addr: cfg.HTTP.Debug.Addr, Handler: handlers.NewOps(ready, metrics),
+			ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
 	}
-	errc := make(chan error, len(servers))
+	listeners := make([]net.Listener, 0, len(servers))
 	for _, s := range servers {
 		l, err := net.Listen("tcp", s.Addr)
 		if err != nil {
-			return fmt.Errorf("listen %s: %w", s.Addr, err)
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("listen on %s: %w", s.Addr, err)
 		}
-		log.Info("listening", "addr", l.Addr().String(), "tls", s.TLSConfig != nil, "storage", d.Name(), "version", versionString())
-		go func() { errc <- serveListener(s, l) }()
+		listeners = append(listeners, l)
+	}
+	eff.log(log, cfg, d, listeners)
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { errc <- serveListener(s, listeners[i]) }()
 	}
 	purgeCtx, stopPurging := context.WithCancel(ctx)
 	purged := make(chan struct{})
@@ -201,15 +239,50 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining in-flight requests", "timeout", cfg.HTTP.DrainTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout)
+	return drain(log, cfg.HTTP, ready, servers)
+}
+
+// drain shuts the servers down after a stop signal (see serve).
+func drain(log *slog.Logger, cfg config.HTTP, ready *handlers.Readiness, servers []*http.Server) error {
+	ready.Drain()
+	if cfg.DrainDelay > 0 {
+		log.Info("stop signal: /readyz answers 503; serving on while load balancers notice", "draindelay", cfg.DrainDelay)
+		time.Sleep(cfg.DrainDelay)
+	}
+	log.Info("draining: listeners closed, waiting for in-flight requests", "draintimeout", cfg.DrainTimeout)
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
 	var firstErr error
 	for _, s := range servers {
-		if err := s.Shutdown(sctx); err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("shutdown: %w", err)
+		if err := s.Shutdown(sctx); err != nil {
+			_ = s.Close() // cut what is still running
+			if firstErr == nil {
+				firstErr = err
+			}
 		}
 	}
-	log.Info("stopped")
-	return firstErr
+	if errors.Is(firstErr, context.DeadlineExceeded) {
+		return fmt.Errorf("%w after http.draintimeout (%s)", errDrainTimeout, cfg.DrainTimeout)
+	}
+	if firstErr != nil {
+		return fmt.Errorf("shutdown: %w", firstErr)
+	}
+	log.Info("stopped: every in-flight request finished", "took", time.Since(start))
+	return nil
+}
+
+// withHeaders adds http.headers to every response of h.
+func withHeaders(h http.Handler, headers map[string][]string) http.Handler {
+	if len(headers) == 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, vs := range headers {
+			for _, v := range vs {
+				w.Header().Add(k, v)
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }

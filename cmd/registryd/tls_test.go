@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -244,7 +243,7 @@ func TestServeTLS(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- serve(ctx, cfg, io.Discard) }()
+			go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler)) }()
 			t.Cleanup(func() {
 				cancel()
 				if err := <-done; err != nil {
@@ -315,7 +314,7 @@ func TestServeRefusesBadTLS(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := serve(ctx, cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "http.tls.key") {
+	if err := serve(ctx, cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "http.tls.key") {
 		t.Fatalf("serve = %v, want an error naming http.tls.key", err)
 	}
 }

@@ -44,6 +44,7 @@ func classify(err error) error {
 		// or the credential chain could not produce a token.
 		return fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
 	}
+	err = &responseError{err: err, re: re} // one line in logs, with the code and request id
 	switch {
 	case bloberror.HasCode(err, bloberror.BlobNotFound):
 		return fmt.Errorf("%w: %w", driver.ErrNotFound, err)

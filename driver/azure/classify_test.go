@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -89,5 +90,30 @@ func TestClassify(t *testing.T) {
 				t.Errorf("classify(%v) wraps %v", ctxErr, s)
 			}
 		}
+	}
+}
+
+// TestClassifyOneLine: a classified SDK response error reads as one line with the error
+// code, status, request id and request path, never the query (a SAS signature).
+func TestClassifyOneLine(t *testing.T) {
+	req, _ := http.NewRequest(http.MethodPut, "https://acct.blob.core.windows.net/c/docker/x?sig=SECRETSIG&se=2026", nil)
+	sdk := &azcore.ResponseError{StatusCode: 403, ErrorCode: "AuthenticationFailed", RawResponse: &http.Response{
+		StatusCode: 403, Request: req, Header: http.Header{"X-Ms-Request-Id": {"0a1b2c3d-0001"}}}}
+	if !strings.Contains(sdk.Error(), "\n") {
+		t.Fatalf("the SDK message is expected to span lines: %q", sdk.Error())
+	}
+	err := classify(fmt.Errorf("put: %w", sdk))
+	msg := err.Error()
+	for _, want := range []string{"AuthenticationFailed", "HTTP 403", "request id 0a1b2c3d-0001", "PUT /c/docker/x"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+	if strings.ContainsAny(msg, "\n\r") || strings.Contains(msg, "SECRETSIG") {
+		t.Errorf("message %q", msg)
+	}
+	var re *azcore.ResponseError
+	if !errors.Is(err, driver.ErrPermission) || !errors.As(err, &re) || re != sdk {
+		t.Errorf("classification or chain lost: %v", err)
 	}
 }

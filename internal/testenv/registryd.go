@@ -25,9 +25,11 @@ func repoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// RegistrydBinary builds cmd/registryd once per test process and returns its path.
+// RegistrydBinary builds cmd/registryd once per test process and returns its path
+// (skipped under -short).
 func RegistrydBinary(t testing.TB) string {
 	t.Helper()
+	SkipIfShort(t, "a registryd process")
 	buildOnce.Do(func() {
 		// One fixed path per checkout, replaced atomically: concurrent test binaries may
 		// build at once, and running processes keep their inode. Keyed by the checkout so

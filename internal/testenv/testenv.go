@@ -34,9 +34,21 @@ func ToolsDir() string {
 	return filepath.Join(home, ".cache", "registryd-tools")
 }
 
-// Tool returns the path of an installed tool, failing the test if it is absent.
+// SkipIfShort skips t under go test -short: tests that start processes (emulators, tools,
+// registryd itself) do not run there, so that -short runs every unit and table test with
+// no emulator in well under a minute.
+func SkipIfShort(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: skipped, needs %s", what)
+	}
+}
+
+// Tool returns the path of an installed tool, failing the test if it is absent (and
+// skipping it under -short).
 func Tool(t testing.TB, name string) string {
 	t.Helper()
+	SkipIfShort(t, name)
 	p := filepath.Join(ToolsDir(), "bin", name)
 	if _, err := os.Stat(p); err == nil {
 		return p
@@ -98,9 +110,11 @@ type Spec struct {
 	ReadyTimeout time.Duration
 }
 
-// Start starts s, waits until Ready, and registers a cleanup that stops it.
+// Start starts s, waits until Ready, and registers a cleanup that stops it (skipped under
+// -short).
 func Start(t testing.TB, s Spec) *Process {
 	t.Helper()
+	SkipIfShort(t, s.Name)
 	p := &Process{Name: s.Name, Addr: s.Addr, done: make(chan struct{})}
 	cmd := exec.Command(s.Path, s.Args...)
 	cmd.Dir = s.Dir
