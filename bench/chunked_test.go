@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/registryd/registryd/internal/testenv"
+)
+
+// TestBenchChunkedPatch times a 64 MiB blob pushed in 8 MiB PATCHes (POST, eight PATCHes
+// with Content-Range, PUT with the digest), the request pattern whose cost the per-chunk
+// acknowledged-state record adds to, on the filesystem, on MinIO, and on MinIO behind the
+// proxy that holds every backend request for 10 ms. With REGISTRYD_BENCH_BASELINE set to a
+// registryd binary (built from an earlier commit), both run side by side, alternating
+// within each round, on the same backend.
+// Run: REGISTRYD_BENCH=1 [REGISTRYD_BENCH_BASELINE=/path/registryd] go test ./bench -run TestBenchChunkedPatch -v -timeout 30m
+func TestBenchChunkedPatch(t *testing.T) {
+	if os.Getenv("REGISTRYD_BENCH") == "" {
+		t.Skip("benchmark: set REGISTRYD_BENCH=1 (see bench/README.md)")
+	}
+	const size, chunk = 64 << 20, 8 << 20
+	blob, err := io.ReadAll(newStream(64, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dgst := digestOf(64, size)
+	baseline := os.Getenv("REGISTRYD_BENCH_BASELINE")
+	m := testenv.StartMinIO(t)
+	delayed := "http://" + delayProxy(t, strings.TrimPrefix(m.Endpoint, "http://"), backendDelay)
+	s3cfg := func(endpoint string) func(t *testing.T) string {
+		return func(t *testing.T) string {
+			return fmt.Sprintf("  s3:\n    bucket: %s\n    region: %s\n    regionendpoint: %s\n    forcepathstyle: true\n"+
+				"    accesskey: %s\n    secretkey: %s\n", m.NewBucket(t), m.Region, endpoint, m.AccessKey, m.SecretKey)
+		}
+	}
+	backends := []struct {
+		name    string
+		storage func(t *testing.T) string
+	}{
+		{"filesystem", func(t *testing.T) string { return "  filesystem:\n    rootdirectory: " + t.TempDir() + "\n" }},
+		{"MinIO", s3cfg(m.Endpoint)},
+		{fmt.Sprintf("MinIO, %v per backend request", backendDelay), s3cfg(delayed)},
+	}
+	rounds := benchRounds()
+	var table strings.Builder
+	fmt.Fprintf(&table, "| backend | this checkout, median ms | baseline, median ms | ratio |\n|---|---|---|---|\n")
+	for _, b := range backends {
+		cfg := func(t *testing.T) string {
+			return "version: 0.1\nlog: {level: warn}\nhttp: {secret: bench-secret-0123456789}\nstorage:\n" + b.storage(t)
+		}
+		urls := []string{testenv.StartRegistryd(t, cfg(t)).URL}
+		if baseline != "" {
+			urls = append(urls, startBinary(t, baseline, cfg(t)))
+		}
+		ms := make([][]float64, len(urls))
+		for round := range rounds {
+			for i, u := range urls {
+				settle()
+				start := time.Now()
+				if err := chunkedPush(context.Background(), u, fmt.Sprintf("bench/chunked%d", round), blob, chunk, dgst); err != nil {
+					t.Fatalf("%s, target %d: %v", b.name, i, err)
+				}
+				ms[i] = append(ms[i], float64(time.Since(start).Microseconds())/1000)
+			}
+		}
+		cur, base, ratio := median(ms[0]), "—", "—"
+		if baseline != "" {
+			base = fmt.Sprintf("%.0f", median(ms[1]))
+			ratio = fmt.Sprintf("%.2f", cur/median(ms[1]))
+		}
+		fmt.Fprintf(&table, "| %s | %.0f | %s | %s |\n", b.name, cur, base, ratio)
+		t.Logf("%s: %v vs %v", b.name, ms[0], ms[1:])
+	}
+	writeResults(t, "chunked-patch.md", "A 64 MiB blob pushed in 8 MiB PATCHes: registryd against a baseline build",
+		"REGISTRYD_BENCH=1 REGISTRYD_BENCH_BASELINE=/path/registryd go test ./bench -run TestBenchChunkedPatch -v -timeout 30m", rounds,
+		"the time of the whole push (POST, 8 PATCHes, PUT) on each backend; a ratio above 1 means this checkout is slower.", table.String())
+}
+
+// startBinary starts the registryd binary at path with config and returns its URL.
+func startBinary(t *testing.T, path, config string) string {
+	port := testenv.FreePort(t)
+	addr := testenv.Addr(port)
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Start(t, testenv.Spec{Name: "registryd-baseline", Path: path, Args: []string{"serve", cfg},
+		Env: []string{"REGISTRY_HTTP_ADDR=" + addr}, Addr: addr, Ready: testenv.HTTPReady("http://" + addr + "/v2/")})
+	return "http://" + addr
+}
+
+// chunkedPush uploads blob to repo at base in PATCHes of chunk bytes and completes it.
+func chunkedPush(ctx context.Context, base, repo string, blob []byte, chunk int, dgst string) error {
+	loc, err := (&registry{url: base}).startUpload(ctx, repo)
+	if err != nil {
+		return err
+	}
+	for off := 0; off < len(blob); off += chunk {
+		end := min(off+chunk, len(blob))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPatch, loc, bytes.NewReader(blob[off:end]))
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", off, end-1))
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("PATCH %d-%d: %d", off, end-1, resp.StatusCode)
+		}
+		loc = base + resp.Header.Get("Location")
+	}
+	return (&registry{url: base}).put(ctx, loc, nil, 0, dgst)
+}
