@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"time"
 
 	"github.com/registryd/registryd/driver"
 	regerr "github.com/registryd/registryd/errors"
@@ -73,11 +74,18 @@ func decodeAcked(u *Upload, b []byte) (*Upload, error) {
 	return &cur, nil
 }
 
-// recordAcked replaces the upload's acknowledged-state record with u's state. A failure is
-// logged, not returned: the bytes are acknowledged by the driver already, and the client's
-// new token works without the record (only a replay of an older one will not resume).
+// ackedTimeout bounds the write of a record once the client is gone.
+const ackedTimeout = 30 * time.Second
+
+// recordAcked replaces the upload's acknowledged-state record with u's state. The write
+// outlives a client that went away meanwhile (the client most in need of the record is
+// the one that will not see this response). A failure is logged, not returned: the bytes
+// are acknowledged by the driver already, and the client's new token works without the
+// record (only a replay of an older one will not resume).
 func (r *Registry) recordAcked(ctx context.Context, u *Upload) {
 	b := encodeAcked(u)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackedTimeout)
+	defer cancel()
 	if err := r.d.Put(ctx, uploadAckedPath(u.Repo, u.ID), bytes.NewReader(b), int64(len(b))); err != nil {
 		r.opts.Logger.WarnContext(ctx, "upload: recording the acknowledged state failed; a replay of an older token will not resume",
 			"repository", u.Repo, "upload_id", u.ID, "offset", u.Offset, "error", err)

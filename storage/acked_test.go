@@ -203,3 +203,53 @@ func TestAckedRecordCodec(t *testing.T) {
 		}
 	}
 }
+
+// cancelAfterState cancels the request when a writer's State returns: the client went
+// away after the backend acknowledged its chunk, before the answer.
+type cancelAfterState struct {
+	driver.Driver
+	cancel context.CancelFunc
+}
+
+func (d *cancelAfterState) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
+	w, err := d.Driver.Writer(ctx, p, resume)
+	if err != nil {
+		return nil, err
+	}
+	return stateHook{w, d.cancel}, nil
+}
+
+type stateHook struct {
+	driver.Writer
+	after func()
+}
+
+func (w stateHook) State(ctx context.Context) ([]byte, error) {
+	defer w.after()
+	return w.Writer.State(ctx)
+}
+
+// TestAckedRecordOutlivesClient: the record is written even when the request's context
+// ends right after the driver acknowledged the chunk, so the client, which never saw the
+// answer, resumes with its previous token.
+func TestAckedRecordOutlivesClient(t *testing.T) {
+	mem := inmemory.New()
+	r := newTestRegistry(t, mem)
+	u, err := r.StartUpload(context.Background(), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := *u
+	ctx, cancel := context.WithCancel(context.Background())
+	r.d = &cancelAfterState{Driver: mem, cancel: cancel}
+	if err := r.AppendUpload(ctx, u, 0, bytes.NewReader([]byte("chunk"))); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() == nil {
+		t.Fatal("the request was not cancelled")
+	}
+	r.d = mem
+	if err := r.UploadStatus(context.Background(), &prev); err != nil || prev.Offset != 5 {
+		t.Fatalf("status with the previous token: offset %d, %v; want 5", prev.Offset, err)
+	}
+}
