@@ -153,7 +153,8 @@ func copyChunk(w driver.Writer, h hash.Hash, body io.Reader) (int64, error) {
 // mismatch discards the upload (400 DIGEST_INVALID); nothing becomes visible before the
 // digest is verified. An upload still at offset 0 whose PUT carries the whole blob takes
 // the shorter path of PutBlob: the body streams straight to the content address, no copy.
-// A token behind the upload is served as AppendUpload serves it.
+// A token behind the upload is served as AppendUpload serves it (except that a PUT
+// carrying the whole blob with the upload's first token takes that shorter path).
 func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, body io.Reader, want digest.Digest) (BlobInfo, error) {
 	if start >= 0 && start != u.Offset {
 		if err := r.catchUp(ctx, u, start); err != nil {
