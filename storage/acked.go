@@ -159,7 +159,10 @@ func (r *Registry) catchUp(ctx context.Context, u *Upload, start int64) error {
 // bytes are exactly those the record acknowledged (the hash resumed from u's state over
 // them equals the record's), they are skipped, u becomes the recorded state and the rest
 // of the body is returned to be written from there; otherwise 416 with the record's Range.
-func (r *Registry) resume(ctx context.Context, u *Upload, body io.Reader) (driver.Writer, hash.Hash, io.Reader, error) {
+// A replay with nothing after the acknowledged bytes returns no writer and no error when
+// !needWriter: the upload is as the record says, and the record's state stays current
+// (no new State supersedes the token of the lost response).
+func (r *Registry) resume(ctx context.Context, u *Upload, body io.Reader, needWriter bool) (driver.Writer, hash.Hash, io.Reader, error) {
 	w, h, err := r.open(ctx, u)
 	if err == nil || !regerr.Of(err, regerr.BlobUploadOutOfOrder) {
 		return w, h, body, err
@@ -188,9 +191,17 @@ func (r *Registry) resume(ctx context.Context, u *Upload, body io.Reader) (drive
 		return nil, nil, nil, r.behind(u, cur, errors.New("replayed chunk differs from the acknowledged bytes"))
 	}
 	*u = *cur
+	var next [1]byte
+	n, rerr := io.ReadFull(body, next[:])
+	if rerr != nil && !errors.Is(rerr, io.EOF) {
+		return nil, nil, nil, fmt.Errorf("read upload chunk: %w", rerr)
+	}
+	if n == 0 && !needWriter {
+		return nil, nil, nil, nil
+	}
 	w, h, err = r.open(ctx, u)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return w, h, body, nil
+	return w, h, io.MultiReader(bytes.NewReader(next[:n]), body), nil
 }

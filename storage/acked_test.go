@@ -288,3 +288,40 @@ func BenchmarkPatchRecord(b *testing.B) {
 		}
 	})
 }
+
+// TestReplayKeepsCurrentToken: a replay that only repeats the acknowledged chunk changes
+// nothing in the backend, so the token of the "lost" response (which a client behind a
+// retrying proxy may hold after all) keeps working, as does the replay's.
+func TestReplayKeepsCurrentToken(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry(t, inmemory.New())
+	blob := []byte("first chunk|second chunk|third chunk")
+	want := digest.FromBytes(blob)
+	u, err := r.StartUpload(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AppendUpload(ctx, u, 0, bytes.NewReader(blob[:12])); err != nil {
+		t.Fatal(err)
+	}
+	before := r.Token(u)
+	if err := r.AppendUpload(ctx, u, 12, bytes.NewReader(blob[12:25])); err != nil {
+		t.Fatal(err)
+	}
+	lost := r.Token(u)
+	replay, _ := r.ParseUpload("r", u.ID, before)
+	if err := r.AppendUpload(ctx, replay, 12, bytes.NewReader(blob[12:25])); err != nil || replay.Offset != 25 {
+		t.Fatalf("replay: offset %d, %v", replay.Offset, err)
+	}
+	for i, tok := range []string{lost, r.Token(replay)} {
+		next, _ := r.ParseUpload("r", u.ID, tok)
+		if err := r.UploadStatus(ctx, next); err != nil || next.Offset != 25 {
+			t.Fatalf("token %d: offset %d, %v", i, next.Offset, err)
+		}
+	}
+	next, _ := r.ParseUpload("r", u.ID, lost)
+	if _, err := r.FinishUpload(ctx, next, 25, bytes.NewReader(blob[25:]), want); err != nil {
+		t.Fatalf("finish with the lost response's token: %v", err)
+	}
+	checkBlob(t, r, want, blob)
+}

@@ -112,8 +112,8 @@ func (r *Registry) AppendUpload(ctx context.Context, u *Upload, start int64, bod
 			return err
 		}
 	}
-	w, h, body, err := r.resume(ctx, u, body)
-	if err != nil {
+	w, h, body, err := r.resume(ctx, u, body, false)
+	if err != nil || w == nil {
 		return err
 	}
 	if _, err := copyChunk(w, h, body); err != nil {
@@ -187,7 +187,7 @@ func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, bod
 	}
 	// Whether the blob is stored already is looked up while the session is resumed.
 	stored := r.statAsync(ctx, blobDataPath(want))
-	w, h, body, err := r.resume(ctx, u, body)
+	w, h, body, err := r.resume(ctx, u, body, true)
 	if regerr.Of(err, regerr.BlobUploadUnknown) {
 		if b, ok, ferr := r.finishCommitted(ctx, u, want); ferr != nil || ok {
 			return b, ferr
