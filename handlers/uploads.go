@@ -120,8 +120,10 @@ func chunkStart(c echo.Context, u *storage.Upload) (int64, error) {
 }
 
 // patchUpload serves PATCH /v2/<name>/blobs/uploads/<id>: streams the body into the
-// upload. 202 with the new Location and Range; 416 with Range when the chunk does not
-// start at the upload's offset (or the state was replayed); 404 BLOB_UPLOAD_UNKNOWN.
+// upload. 202 with the new Location and Range; 416 with the upload's true Range and a
+// Location continuing from it when the chunk does not start at the upload's offset (an
+// older, replayed state continues where it can: see storage.Registry.AppendUpload);
+// 404 BLOB_UPLOAD_UNKNOWN.
 func (a *api) patchUpload(c echo.Context, name, id string) error {
 	u, err := a.upload(c, name, id)
 	if err != nil {
@@ -171,8 +173,9 @@ func (a *api) putUpload(c echo.Context, name, id string) error {
 	return a.blobCreated(c, name, d)
 }
 
-// uploadStatus serves GET /v2/<name>/blobs/uploads/<id>: 204 with Location and Range, or
-// 404 BLOB_UPLOAD_UNKNOWN.
+// uploadStatus serves GET /v2/<name>/blobs/uploads/<id>: 204 with the upload's true Range
+// and a Location continuing from it (also for an older, replayed state), or 404
+// BLOB_UPLOAD_UNKNOWN.
 func (a *api) uploadStatus(c echo.Context, name, id string) error {
 	u, err := a.upload(c, name, id)
 	if err != nil {

@@ -16,11 +16,15 @@ import (
 //	    ├── _manifests/tags/<tag>/index/<alg>/<hex>/link               every manifest the tag held
 //	    ├── _uploads/<id>/startedat                                    upload session marker
 //	    ├── _uploads/<id>/data                                         upload bytes (driver Writer)
+//	    ├── _uploads/<id>/acknowledged                                 last acknowledged upload state
 //	    └── _referrers/<subject alg>/<subject hex>/<alg>-<hex>         referrer descriptor (JSON)
 //
 // Link objects hold the digest string ("sha256:..."), as in CNCF Distribution. The
 // _referrers subtree is registryd's own: Distribution ignores it, as it does _health, which
-// lies outside the blobs and repositories trees that catalog, GC and fsck walk.
+// lies outside the blobs and repositories trees that catalog, GC and fsck walk. So is an
+// upload's acknowledged object: the offset, hash state and driver resume state of the
+// upload's last acknowledged chunk, replaced at every chunk and removed with the upload,
+// from which a replayed older token resumes (see acked.go).
 const rootPrefix = "docker/registry/v2"
 
 func healthProbePath(id string) string { return rootPrefix + "/_health/" + id }
@@ -57,6 +61,8 @@ func uploadDir(name, id string) string { return repoDir(name) + "/_uploads/" + i
 func uploadDataPath(name, id string) string { return uploadDir(name, id) + "/data" }
 
 func uploadStartedPath(name, id string) string { return uploadDir(name, id) + "/startedat" }
+
+func uploadAckedPath(name, id string) string { return uploadDir(name, id) + "/acknowledged" }
 
 func referrersDir(name string, subject digest.Digest) string {
 	return repoDir(name) + "/_referrers/" + subject.Algorithm().String() + "/" + subject.Encoded()

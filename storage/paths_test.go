@@ -17,6 +17,7 @@ func TestPaths(t *testing.T) {
 		{tagIndexLinkPath("a", "v1", d), "docker/registry/v2/repositories/a/_manifests/tags/v1/index/sha256/abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789/link"},
 		{uploadDataPath("a", "u1"), "docker/registry/v2/repositories/a/_uploads/u1/data"},
 		{uploadStartedPath("a", "u1"), "docker/registry/v2/repositories/a/_uploads/u1/startedat"},
+		{uploadAckedPath("a", "u1"), "docker/registry/v2/repositories/a/_uploads/u1/acknowledged"},
 		{referrerPath("a", s, d), "docker/registry/v2/repositories/a/_referrers/sha512/abcd/sha256-abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"},
 	} {
 		if tc.got != tc.want {

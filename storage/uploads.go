@@ -95,16 +95,25 @@ func (r *Registry) open(ctx context.Context, u *Upload) (driver.Writer, hash.Has
 }
 
 // AppendUpload streams body into the upload and, on success, advances u to the new
-// acknowledged state. start is the offset the client says the chunk begins at (-1 when it
-// sent no Content-Range); a chunk that does not begin at u.Offset is refused with 416 and
-// the upload's Range. On failure (client gone, backend error) u is unchanged and still
-// valid: the backend discards the unacknowledged bytes when the client retries with it.
+// acknowledged state, which it also records in the backend (see acked.go). start is the
+// offset the client says the chunk begins at (-1 when it sent no Content-Range).
+//
+// A token behind the upload (replayed after a later chunk was acknowledged, its response
+// lost) continues from the upload's recorded state: a chunk that begins there is
+// appended, and a chunk that begins at the token's offset and repeats the acknowledged
+// bytes has them skipped. Any other chunk that does not begin at the upload's offset is
+// refused with 416 and the upload's true Range, and u is set to the upload's recorded
+// state when it is ahead (so a Location made from u continues from there). On any other
+// failure (client gone, backend error) u is unchanged and still valid: the backend
+// discards the unacknowledged bytes when the client retries with it.
 func (r *Registry) AppendUpload(ctx context.Context, u *Upload, start int64, body io.Reader) error {
 	if start >= 0 && start != u.Offset {
-		return r.rangeError(u)
+		if err := r.catchUp(ctx, u, start); err != nil {
+			return err
+		}
 	}
-	w, h, err := r.open(ctx, u)
-	if err != nil {
+	w, h, body, err := r.resume(ctx, u, body, false)
+	if err != nil || w == nil {
 		return err
 	}
 	if _, err := copyChunk(w, h, body); err != nil {
@@ -119,6 +128,7 @@ func (r *Registry) AppendUpload(ctx context.Context, u *Upload, start int64, bod
 		return err
 	}
 	u.Offset, u.state, u.hash = w.Size(), state, hs
+	r.recordAcked(ctx, u)
 	return nil
 }
 
@@ -143,9 +153,13 @@ func copyChunk(w driver.Writer, h hash.Hash, body io.Reader) (int64, error) {
 // mismatch discards the upload (400 DIGEST_INVALID); nothing becomes visible before the
 // digest is verified. An upload still at offset 0 whose PUT carries the whole blob takes
 // the shorter path of PutBlob: the body streams straight to the content address, no copy.
+// A token behind the upload is served as AppendUpload serves it (except that a PUT
+// carrying the whole blob with the upload's first token takes that shorter path).
 func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, body io.Reader, want digest.Digest) (BlobInfo, error) {
 	if start >= 0 && start != u.Offset {
-		return BlobInfo{}, r.rangeError(u)
+		if err := r.catchUp(ctx, u, start); err != nil {
+			return BlobInfo{}, err
+		}
 	}
 	if u.Offset == 0 {
 		// The whole blob is in this request: store it straight at its content address.
@@ -173,7 +187,7 @@ func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, bod
 	}
 	// Whether the blob is stored already is looked up while the session is resumed.
 	stored := r.statAsync(ctx, blobDataPath(want))
-	w, h, err := r.open(ctx, u)
+	w, h, body, err := r.resume(ctx, u, body, true)
 	if regerr.Of(err, regerr.BlobUploadUnknown) {
 		if b, ok, ferr := r.finishCommitted(ctx, u, want); ferr != nil || ok {
 			return b, ferr
@@ -436,10 +450,27 @@ func (r *Registry) cleanupUpload(ctx context.Context, u *Upload) {
 	}
 }
 
-// UploadStatus checks that the upload still exists and returns it unchanged.
+// UploadStatus checks that the upload still exists. When the upload's recorded
+// acknowledged state is ahead of u (a token replayed after a later chunk was
+// acknowledged, its response lost), u is set to it, so the caller answers the upload's
+// true Range and a Location continuing from there; otherwise u is unchanged.
 func (r *Registry) UploadStatus(ctx context.Context, u *Upload) error {
-	if _, err := r.d.Stat(ctx, uploadStartedPath(u.Repo, u.ID)); err != nil {
+	// The record is read while the marker is looked up.
+	var cur *Upload
+	done := async("read upload record", func() (err error) {
+		cur, err = r.acknowledged(ctx, u)
+		return err
+	})
+	_, err := r.d.Stat(ctx, uploadStartedPath(u.Repo, u.ID))
+	aerr := <-done
+	if err != nil {
 		return notFound(err, regerr.BlobUploadUnknown, map[string]string{"upload": u.ID}, "stat upload")
+	}
+	if aerr != nil {
+		return aerr
+	}
+	if cur != nil {
+		*u = *cur
 	}
 	return nil
 }
