@@ -621,7 +621,7 @@ func TestAuthStartupErrors(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		out, err := exec.CommandContext(ctx, bin, "serve", cfg).CombinedOutput()
 		cancel()
-		if err == nil || !strings.Contains(string(out), c.want) {
+		if err == nil || !strings.Contains(startupFailure(out), c.want) {
 			t.Errorf("%s: %v, output %q; want a failure naming %q", c.name, err, out, c.want)
 		}
 	}

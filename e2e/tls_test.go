@@ -392,7 +392,7 @@ func TestTLSMisconfigured(t *testing.T) {
 			cmd.Dir = t.TempDir()
 			cmd.Env = append([]string{"REGISTRY_STORAGE_INMEMORY=", "REGISTRY_HTTP_ADDR=127.0.0.1:0"}, tc.env...)
 			out, err := cmd.CombinedOutput()
-			if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "config: "+tc.want+":") {
+			if err == nil || ctx.Err() != nil || !strings.Contains(startupFailure(out), tc.want+":") {
 				t.Fatalf("registryd serve: %v (%v): %s; want a failure naming %s", err, ctx.Err(), out, tc.want)
 			}
 		})
