@@ -517,18 +517,3 @@ func TestEncodings(t *testing.T) {
 		t.Error("truncated manifest accepted")
 	}
 }
-
-// TestPageBound checks the listing bound for names whose order differs from path order.
-func TestPageBound(t *testing.T) {
-	for _, c := range []struct{ prefix, item, dir, want string }{
-		{"r/", "r/c.f", "", "r/c"},
-		{"r/", "r/c-d", "r/a/", "r/c"},
-		{"r/", "r/cd", "", "r/cd"},
-		{"r/", "", "r/z/", "r/z/"},
-		{"a-b/", "a-b/x", "", "a-b/x"},
-	} {
-		if got := pageBound(c.prefix, c.item, c.dir); got != c.want {
-			t.Errorf("pageBound(%q, %q, %q) = %q, want %q", c.prefix, c.item, c.dir, got, c.want)
-		}
-	}
-}
