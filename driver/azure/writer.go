@@ -6,8 +6,8 @@ package azure
 //	block id = base64( session id (16 random bytes) | kind (1 byte) | index (uint32, big endian) )
 //
 // kind 'D' is data: block i holds the i-th piece of the object. Full blocks of ChunkSize
-// are staged in the background while the caller writes; State stages the bytes short of a
-// block as a (smaller) data block of its own, so nothing is ever read back. kind 'A' is an
+// are staged in the background while the caller writes; State stages the bytes it still
+// holds (at most a block) as a data block of its own, so nothing is ever read back. kind 'A' is an
 // acknowledgement mark staged by State after the data: mark n says "a state with n data
 // blocks was handed out". kind 'X' is staged by Abort. Marks hold one byte and are never
 // committed.

@@ -5,7 +5,7 @@ package gcs
 //	K~<session>/m.<seq>           manifest number seq (hex): the segments acknowledged by
 //	                              the seq-th State of the session
 //	K~<session>/<writer>.<i>      full part i of one writer (chunksize bytes)
-//	K~<session>/<writer>.t        the tail a writer uploaded at State or Commit (< chunksize)
+//	K~<session>/<writer>.t        the tail a writer uploaded at State or Commit (<= chunksize)
 //	K~<session>/<writer>.c<l>.<j> Commit's intermediate composites (more than 32 components)
 //
 // <session> is random per session and <writer> random per Writer value, so the objects a
