@@ -48,7 +48,10 @@ var (
 	// ErrPermission: the backend refused our credentials (HTTP 401/403, bad signature, unknown key).
 	ErrPermission = errors.New("backend denied access")
 	// ErrMisconfigured: the configuration points at something that does not exist or cannot
-	// work (no such bucket or container, malformed endpoint).
+	// work (no such bucket or container, malformed endpoint), or the backend refused a
+	// request for good with a 4xx the driver does not recognise: not transient, so never
+	// retried (every cloud driver classifies such statuses alike, see
+	// driver/internal/httpstatus).
 	ErrMisconfigured = errors.New("backend misconfigured")
 	// ErrPreconditionFailed: a write's precondition does not hold; in particular, Writer was
 	// given a resume state that the backend has already moved past (a replayed, stale or
@@ -255,7 +258,11 @@ type Driver interface {
 	// later State call has superseded (a replayed or stale state) returns
 	// ErrPreconditionFailed and changes nothing: the backend's record wins. If the backend
 	// has no record of the session (never started, committed, aborted), Writer returns
-	// ErrNotFound; a malformed resume state returns ErrNotFound or ErrPreconditionFailed.
+	// ErrNotFound. A malformed resume state (not produced by this driver in this format:
+	// truncated, altered, from another backend or an older state format) names no session
+	// the driver could find, and returns ErrNotFound too, on every driver: storage answers
+	// it 404 BLOB_UPLOAD_UNKNOWN, so the client starts over instead of retrying a state
+	// that can never resume.
 	//
 	// ctx bounds the writer's whole life: every backend call the writer makes, including
 	// background part uploads, uses it; when ctx is cancelled before State or Commit, the

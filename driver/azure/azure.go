@@ -32,11 +32,10 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
-	"github.com/registryd/registryd/driver/internal/partbuf"
+	"github.com/registryd/registryd/driver/internal/parts"
 )
 
 const (
@@ -68,11 +67,10 @@ type Driver struct {
 
 	chunk       int64
 	concurrency int
-	// budget caps the bytes of block buffers held by all writers of this Driver.
-	budget     *semaphore.Weighted
+	// budget caps the bytes of block buffers held by all writers of this Driver, and
+	// recycles full-size block buffers.
+	budget     *parts.Budget
 	budgetSize int64
-	// bufs recycles full-size block buffers, as many as the budget admits.
-	bufs *partbuf.FreeList
 
 	// delegation caches a user delegation key for signing URLs with token credentials.
 	delegation struct {
@@ -164,8 +162,7 @@ func newDriver(cfg config.Azure, o options) (*Driver, error) {
 		d.concurrency = defaultConcurrency
 	}
 	d.budgetSize = max(d.budgetSize, d.chunk)
-	d.budget = semaphore.NewWeighted(d.budgetSize)
-	d.bufs = partbuf.New(int(d.chunk), int(d.budgetSize/d.chunk), partbuf.DefaultIdle)
+	d.budget = parts.NewBudget(d.budgetSize, d.chunk)
 
 	opts := &service.ClientOptions{ClientOptions: policy.ClientOptions{Retry: o.retry}}
 	if cfg.AccountKey != "" {
@@ -320,10 +317,10 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 	if err := driver.CheckCall(ctx, "put", p); err != nil {
 		return err
 	}
-	w := d.newWriter(ctx, p)
+	w := d.newWriter(ctx, p, state{})
 	if size >= 0 {
 		// One byte more than announced, so the end of r is seen without growing the buffer.
-		w.hint = min(size+1, d.chunk)
+		w.pipe.SizeHint(size + 1)
 	}
 	var n int64
 	var err error

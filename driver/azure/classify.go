@@ -9,6 +9,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 
 	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/internal/httpstatus"
 )
 
 // errInvalidRange marks a read whose start lies at or beyond the end of the blob (HTTP 416
@@ -29,8 +30,9 @@ var errInvalidRange = errors.New("requested range not satisfiable")
 //   - ServerBusy, 429, 503: ErrThrottled;
 //   - ConditionNotMet, 412, InvalidBlockList (the session's blocks are gone), InvalidRange:
 //     ErrPreconditionFailed;
-//   - everything else (5xx, other 4xx, refused connections, resets, timeouts, DNS, TLS):
-//     ErrUnavailable.
+//   - any other HTTP status as on every backend (httpstatus.Class): 408 and 5xx are
+//     ErrUnavailable, an unrecognised 4xx is ErrMisconfigured (never retried);
+//   - no HTTP answer (refused connections, resets, timeouts, DNS, TLS): ErrUnavailable.
 func classify(err error) error {
 	if err == nil {
 		return nil
@@ -72,6 +74,6 @@ func classify(err error) error {
 		// A 404 without BlobNotFound: a wrong account, path or proxy. Not a missing object.
 		return fmt.Errorf("%w: %w", driver.ErrMisconfigured, err)
 	default:
-		return fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", httpstatus.Class(re.StatusCode), err)
 	}
 }

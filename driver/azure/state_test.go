@@ -33,7 +33,7 @@ func TestStateRoundTrip(t *testing.T) {
 		}
 	}
 	for _, b := range [][]byte{nil, {}, []byte("garbage"), bytes.Repeat([]byte{0xff}, 64)} {
-		if _, err := decodeState(b); !errors.Is(err, driver.ErrPreconditionFailed) {
+		if _, err := decodeState(b); !errors.Is(err, driver.ErrNotFound) {
 			t.Errorf("decode(%q): %v", b, err)
 		}
 	}
@@ -58,27 +58,5 @@ func TestBlockID(t *testing.T) {
 	}
 	if _, _, _, ok := parseBlockID("QUFBQQ=="); ok {
 		t.Error("foreign id parsed")
-	}
-}
-
-func TestReleasable(t *testing.T) {
-	cases := []struct {
-		key, prefix, cursor string
-		want                bool
-	}{
-		{"d/abc", "d/", "d/abc", true},
-		{"d/c-d", "d/", "d/c.f", false}, // "d/c/" may still come
-		{"d/c-d", "d/", "d/c/", true},
-		{"d/c.f", "d/", "d/c0", true},
-		{"d/a.b-c", "d/", "d/a.b/", false}, // "d/a/" may still come
-		{"d/a.b-c", "d/", "d/a/", true},
-		{"d/-x", "d/", "d/-x", true}, // a name starting with '-' has no shorter directory
-		{"x-y", "", "x/", true},
-		{"x-y", "", "x-z", false},
-	}
-	for _, c := range cases {
-		if got := releasable(c.key, c.prefix, c.cursor); got != c.want {
-			t.Errorf("releasable(%q, %q, %q) = %v", c.key, c.prefix, c.cursor, got)
-		}
 	}
 }

@@ -6,8 +6,8 @@ package azure
 //	block id = base64( session id (16 random bytes) | kind (1 byte) | index (uint32, big endian) )
 //
 // kind 'D' is data: block i holds the i-th piece of the object. Full blocks of ChunkSize
-// are staged in the background while the caller writes; State stages the bytes short of a
-// block as a (smaller) data block of its own, so nothing is ever read back. kind 'A' is an
+// are staged in the background while the caller writes; State stages the bytes it still
+// holds (at most a block) as a data block of its own, so nothing is ever read back. kind 'A' is an
 // acknowledgement mark staged by State after the data: mark n says "a state with n data
 // blocks was handed out". kind 'X' is staged by Abort. Marks hold one byte and are never
 // committed.
@@ -39,9 +39,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
-	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
@@ -49,6 +47,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
 	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/internal/parts"
 )
 
 // Block kinds (see the file comment).
@@ -61,12 +60,10 @@ const (
 const (
 	sessionLen = 16
 	blockIDLen = sessionLen + 1 + 4
-	// stateVersion is the first byte of every state.
-	stateVersion = 0xA1
+	// stateKind tags this driver's resume states (see parts.NewRecord).
+	stateKind = 'a'
 	// maxBlocks is Azure's limit of committed blocks per blob.
 	maxBlocks = 50000
-	// minGrow is the first allocation of a writer's buffer that has no size hint.
-	minGrow = 64 << 10
 )
 
 // blockID returns the base64 id of block idx of kind in session.
@@ -96,71 +93,34 @@ type state struct {
 }
 
 func (s state) encode() []byte {
-	b := make([]byte, 0, 1+sessionLen+2*binary.MaxVarintLen64+4)
-	b = append(b, stateVersion)
-	b = append(b, s.session[:]...)
-	b = binary.AppendUvarint(b, uint64(s.blocks))
-	b = binary.AppendUvarint(b, uint64(s.size))
-	return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
+	return parts.NewRecord(stateKind).Fixed(s.session[:]).Uint(uint64(s.blocks)).Uint(uint64(s.size)).Seal()
 }
 
-var errBadState = fmt.Errorf("%w: malformed resume state", driver.ErrPreconditionFailed)
-
+// decodeState decodes a resume state; it fails with parts.ErrMalformed.
 func decodeState(b []byte) (state, error) {
 	var s state
-	if len(b) < 1+sessionLen+2+4 || b[0] != stateVersion {
-		return s, errBadState
+	d, err := parts.Open(stateKind, b)
+	if err != nil {
+		return s, err
 	}
-	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
-	if crc32.ChecksumIEEE(body) != sum {
-		return s, errBadState
-	}
-	copy(s.session[:], body[1:])
-	rest := body[1+sessionLen:]
-	blocks, n := binary.Uvarint(rest)
-	if n <= 0 || blocks > maxBlocks {
-		return s, errBadState
-	}
-	rest = rest[n:]
-	size, n := binary.Uvarint(rest)
-	if n <= 0 || n != len(rest) || size > 1<<62 || (blocks == 0) != (size == 0) {
-		return s, errBadState
-	}
-	s.blocks, s.size = uint32(blocks), int64(size)
-	return s, nil
+	d.Fixed(s.session[:])
+	s.blocks, s.size = uint32(d.Uint(maxBlocks)), d.Int(1<<62)
+	return s, d.Close((s.blocks == 0) == (s.size == 0))
 }
 
-// errClosed is returned by a Writer used after State, Commit or Abort.
-var errClosed = fmt.Errorf("%w: writer already closed", driver.ErrPreconditionFailed)
-
 // writer implements driver.Writer (and io.ReaderFrom, so io.Copy fills its block buffer
-// directly).
+// directly). Its bytes go through a parts.Pipeline.
 type writer struct {
 	d    *Driver
-	ctx  context.Context // the ctx of Driver.Writer: bounds background uploads
 	path string
 	blob *blockblob.Client
+	pipe *parts.Pipeline
 
 	session [sessionLen]byte
 	resumed bool
-	hint    int64 // first buffer size (Put of a known size), 0 for none
-
-	// mu guards the fields below against the ctx watcher (stopWatch); the Writer itself
-	// is not for concurrent use.
-	mu      sync.Mutex
-	closed  bool
-	next    uint32 // index of the next data block
-	size    int64  // bytes written in the session, staged or buffered
-	buf     []byte // the block being filled
-	charged int64  // bytes of the memory budget held for buf (its capacity)
-	flushed bool   // a full block was staged by this process
-
-	stopWatch func() bool
-	slots     chan struct{} // blocks of this writer in flight
-	wg        sync.WaitGroup
-
-	errMu sync.Mutex
-	err   error // first failure of a background upload, classified
+	base    uint32 // data blocks of the session before this writer
+	size    int64  // their total length
+	next    uint32 // index of the next data block, once the pipeline is drained
 }
 
 var (
@@ -168,32 +128,37 @@ var (
 	_ io.ReaderFrom = (*writer)(nil)
 )
 
-func (d *Driver) newWriter(ctx context.Context, p string) *writer {
-	w := &writer{d: d, ctx: ctx, path: p, blob: d.blockBlob(p), slots: make(chan struct{}, d.concurrency)}
-	// A request that dies mid-stream abandons its writer: when ctx ends, give the buffer
-	// back to the budget and fail the writer (its buffered bytes are gone).
-	w.stopWatch = context.AfterFunc(ctx, func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.dropBuf()
-		w.setErr(&driver.PathError{Op: "write", Path: p, Err: ctx.Err()})
+func (d *Driver) newWriter(ctx context.Context, p string, st state) *writer {
+	w := &writer{d: d, path: p, blob: d.blockBlob(p), session: st.session, base: st.blocks, size: st.size}
+	w.pipe = parts.New(ctx, d.budget, parts.Options{
+		Path: p, PartSize: d.chunk, Concurrency: d.concurrency, Small: parts.DefaultSmall,
+		Before: func(_ context.Context, i int64) error {
+			if int64(w.base)+i >= maxBlocks {
+				return &driver.PathError{Op: "write", Path: p,
+					Err: fmt.Errorf("%w: more than %d blocks", driver.ErrPreconditionFailed, maxBlocks)}
+			}
+			return nil
+		},
+		Upload: func(ctx context.Context, i int64, b []byte) error {
+			return w.stage(ctx, kindData, w.base+uint32(i), b)
+		},
 	})
 	return w
 }
 
 // Writer implements driver.Writer. Starting a session makes no backend call; resuming one
-// reads the blob's uncommitted block list once to check resume against it.
+// reads the blob's uncommitted block list once to check resume against it. A malformed
+// state is ErrNotFound.
 func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
 	if err := driver.CheckCall(ctx, "writer", p); err != nil {
 		return nil, err
 	}
 	if resume == nil {
-		w := d.newWriter(ctx, p)
-		if _, err := rand.Read(w.session[:]); err != nil {
-			w.stopWatch()
+		var st state
+		if _, err := rand.Read(st.session[:]); err != nil {
 			return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: %w", driver.ErrUnavailable, err)}
 		}
-		return w, nil
+		return d.newWriter(ctx, p, st), nil
 	}
 	st, err := decodeState(resume)
 	if err != nil {
@@ -202,8 +167,8 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 	if err := d.verifySession(ctx, p, st); err != nil {
 		return nil, err
 	}
-	w := d.newWriter(ctx, p)
-	w.session, w.resumed, w.next, w.size = st.session, true, st.blocks, st.size
+	w := d.newWriter(ctx, p, st)
+	w.resumed = true
 	return w, nil
 }
 
@@ -265,176 +230,13 @@ func (d *Driver) verifySession(ctx context.Context, p string, st state) error {
 }
 
 // Size implements driver.Writer.
-func (w *writer) Size() int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.size
-}
-
-// usable reports why the writer cannot take more bytes, if it cannot.
-func (w *writer) usable() error {
-	if w.closed {
-		return &driver.PathError{Op: "write", Path: w.path, Err: errClosed}
-	}
-	if err := w.bgErr(); err != nil {
-		return err
-	}
-	if err := w.ctx.Err(); err != nil {
-		return &driver.PathError{Op: "write", Path: w.path, Err: err}
-	}
-	return nil
-}
+func (w *writer) Size() int64 { return w.size + w.pipe.Written() }
 
 // Write implements driver.Writer.
-func (w *writer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
-		return 0, err
-	}
-	written := 0
-	for len(p) > 0 {
-		if err := w.reserve(len(p)); err != nil {
-			return written, err
-		}
-		n := copy(w.buf[len(w.buf):cap(w.buf)], p)
-		w.buf = w.buf[:len(w.buf)+n]
-		p = p[n:]
-		written += n
-		w.size += int64(n)
-		if int64(len(w.buf)) == w.d.chunk {
-			if err := w.flush(); err != nil {
-				return written, err
-			}
-		}
-	}
-	return written, nil
-}
+func (w *writer) Write(p []byte) (int, error) { return w.pipe.Write(p) }
 
 // ReadFrom reads r to EOF straight into the block buffer.
-func (w *writer) ReadFrom(r io.Reader) (int64, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
-		return 0, err
-	}
-	var total int64
-	for {
-		if err := w.reserve(minGrow); err != nil {
-			return total, err
-		}
-		n, err := r.Read(w.buf[len(w.buf):cap(w.buf)])
-		w.buf = w.buf[:len(w.buf)+n]
-		total += int64(n)
-		w.size += int64(n)
-		if int64(len(w.buf)) == w.d.chunk {
-			if ferr := w.flush(); ferr != nil {
-				return total, ferr
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-		if n == 0 {
-			// Let a slow reader's ctx end an otherwise endless loop of empty reads.
-			if err := w.usable(); err != nil {
-				return total, err
-			}
-		}
-	}
-}
-
-// reserve makes room for at least one more byte in buf (and up to want bytes), growing it
-// toward a full block within the memory budget.
-func (w *writer) reserve(want int) error {
-	if w.buf != nil && len(w.buf) < cap(w.buf) {
-		return nil
-	}
-	chunk := w.d.chunk
-	var size int64
-	switch {
-	case w.buf == nil && w.hint > 0:
-		size = w.hint
-	case w.buf == nil && w.flushed:
-		size = chunk // a large upload: go straight to full blocks
-	default:
-		size = max(2*int64(cap(w.buf)), int64(len(w.buf)+want), minGrow)
-	}
-	size = min(size, chunk)
-	if err := w.d.budget.Acquire(w.ctx, size-w.charged); err != nil {
-		return &driver.PathError{Op: "write", Path: w.path, Err: err}
-	}
-	var nb []byte
-	if size == chunk {
-		nb = w.d.bufs.Get()
-	} else {
-		nb = make([]byte, 0, size)
-	}
-	nb = append(nb, w.buf...)
-	w.buf, w.charged = nb, size
-	return nil
-}
-
-// dropBuf returns the buffer to the budget (and the pool).
-func (w *writer) dropBuf() {
-	if w.buf == nil {
-		return
-	}
-	w.d.release(w.buf, w.charged)
-	w.buf, w.charged = nil, 0
-}
-
-func (d *Driver) release(buf []byte, charged int64) {
-	d.bufs.Put(buf)
-	d.budget.Release(charged)
-}
-
-// flush hands the full buffer to a background upload as the next data block, waiting for
-// a free slot when MaxConcurrency blocks are already in flight.
-func (w *writer) flush() error {
-	if w.next >= maxBlocks {
-		return &driver.PathError{Op: "write", Path: w.path,
-			Err: fmt.Errorf("%w: more than %d blocks", driver.ErrPreconditionFailed, maxBlocks)}
-	}
-	select {
-	case w.slots <- struct{}{}:
-	case <-w.ctx.Done():
-		return &driver.PathError{Op: "write", Path: w.path, Err: w.ctx.Err()}
-	}
-	buf, charged, idx := w.buf, w.charged, w.next
-	w.buf, w.charged = nil, 0
-	w.next++
-	w.flushed = true
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		err := w.stage(w.ctx, kindData, idx, buf)
-		w.d.release(buf, charged)
-		<-w.slots
-		if err != nil {
-			w.setErr(err)
-		}
-	}()
-	return nil
-}
-
-// setErr records the writer's first failure.
-func (w *writer) setErr(err error) {
-	w.errMu.Lock()
-	defer w.errMu.Unlock()
-	if w.err == nil {
-		w.err = err
-	}
-}
-
-func (w *writer) bgErr() error {
-	w.errMu.Lock()
-	defer w.errMu.Unlock()
-	return w.err
-}
+func (w *writer) ReadFrom(r io.Reader) (int64, error) { return w.pipe.ReadFrom(r) }
 
 // stage uploads data as block idx of kind.
 func (w *writer) stage(ctx context.Context, kind byte, idx uint32, data []byte) error {
@@ -447,39 +249,11 @@ func (w *writer) stage(ctx context.Context, kind byte, idx uint32, data []byte) 
 	return nil
 }
 
-// wait waits for the background uploads, or until ctx is done.
-func (w *writer) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { w.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return &driver.PathError{Op: "write", Path: w.path, Err: ctx.Err()}
-	}
-}
-
-// finish ends the writer's use: later calls fail, the ctx watcher stops.
-func (w *writer) finish(op string) error {
-	if w.closed {
-		return &driver.PathError{Op: op, Path: w.path, Err: errClosed}
-	}
-	w.closed = true
-	w.stopWatch()
-	return nil
-}
-
-// stageTail waits for the background uploads and stages the buffered rest as the next
-// data block.
-func (w *writer) stageTail(ctx context.Context) error {
-	if err := w.wait(ctx); err != nil {
-		return err
-	}
-	if err := w.bgErr(); err != nil {
-		return err
-	}
-	if len(w.buf) > 0 {
-		if err := w.stage(ctx, kindData, w.next, w.buf); err != nil {
+// stageTail stages the bytes the drained pipeline held as the next data block.
+func (w *writer) stageTail(ctx context.Context, tail []byte) error {
+	w.next = w.base + uint32(w.pipe.Parts())
+	if len(tail) > 0 {
+		if err := w.stage(ctx, kindData, w.next, tail); err != nil {
 			return err
 		}
 		w.next++
@@ -490,22 +264,18 @@ func (w *writer) stageTail(ctx context.Context) error {
 // State implements driver.Writer: it stages the buffered bytes as a block, then the
 // acknowledgement mark, and returns {session, blocks, size}.
 func (w *writer) State(ctx context.Context) ([]byte, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.finish("state"); err != nil {
-		return nil, err
+	defer w.pipe.Close()
+	tail, err := w.pipe.Drain(ctx)
+	if err == nil {
+		err = w.stageTail(ctx, tail)
 	}
-	defer w.dropBuf()
-	if err := ctx.Err(); err != nil {
-		return nil, &driver.PathError{Op: "state", Path: w.path, Err: err}
-	}
-	if err := w.stageTail(ctx); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	if err := w.stage(ctx, kindAck, w.next, []byte{1}); err != nil {
 		return nil, err
 	}
-	return state{session: w.session, blocks: w.next, size: w.size}.encode(), nil
+	return state{session: w.session, blocks: w.next, size: w.Size()}.encode(), nil
 }
 
 // Commit implements driver.Writer.
@@ -522,26 +292,22 @@ func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 	if err := driver.CheckPath(dst); err != nil {
 		return "", err
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.finish("commit"); err != nil {
+	defer w.pipe.Close()
+	tail, err := w.pipe.Drain(ctx)
+	if err != nil {
 		return "", err
 	}
-	defer w.dropBuf()
-	if err := ctx.Err(); err != nil {
-		return "", &driver.PathError{Op: "commit", Path: w.path, Err: err}
-	}
-	if !w.resumed && w.next == 0 {
+	if !w.resumed && w.pipe.Parts() == 0 {
 		// Everything is in memory: one Put Blob.
-		sum := md5.Sum(w.buf)
-		resp, err := w.d.blockBlob(dst).Upload(ctx, streaming.NopCloser(bytes.NewReader(w.buf)),
+		sum := md5.Sum(tail)
+		resp, err := w.d.blockBlob(dst).Upload(ctx, streaming.NopCloser(bytes.NewReader(tail)),
 			&blockblob.UploadOptions{TransactionalValidation: blob.TransferValidationTypeMD5(sum[:])})
 		if err != nil {
 			return "", fail("commit", dst, err)
 		}
 		return etagString(resp.ETag), nil
 	}
-	if err := w.stageTail(ctx); err != nil {
+	if err := w.stageTail(ctx, tail); err != nil {
 		return "", err
 	}
 	ids := make([]string, w.next)
@@ -576,13 +342,7 @@ func etagString(e *azcore.ETag) string {
 // Abort implements driver.Writer. A resumed session gets an abort mark so its states can
 // no longer be resumed; the blocks themselves are never committed and Azure discards them.
 func (w *writer) Abort(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.finish("abort"); err != nil {
-		return err
-	}
-	w.dropBuf()
-	if err := w.wait(ctx); err != nil {
+	if err := w.pipe.Abort(ctx); err != nil {
 		return err
 	}
 	if !w.resumed {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/api/googleapi"
 
 	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/internal/httpstatus"
 )
 
 // errInvalidRange marks a read whose start lies at or beyond the end of the object (HTTP
@@ -34,8 +35,10 @@ var errInvalidRange = errors.New("requested range not satisfiable")
 //   - HTTP 429: ErrThrottled;
 //   - HTTP 409 and 412 (a generation precondition failed): ErrPreconditionFailed; HTTP 416
 //     also wraps errInvalidRange;
-//   - everything else (HTTP 408 and 5xx, refused connections, resets, timeouts, DNS, TLS, a
-//     truncated body, a checksum mismatch): ErrUnavailable.
+//   - any other HTTP status as on every backend (httpstatus.Class): 408 and 5xx are
+//     ErrUnavailable, an unrecognised 4xx is ErrMisconfigured (never retried);
+//   - no HTTP answer (refused connections, resets, timeouts, DNS, TLS, a truncated body, a
+//     checksum mismatch): ErrUnavailable.
 func classify(err error) error { return classifyCall(err, true) }
 
 // classifyNoObject is classify for calls whose 404 cannot mean a missing object: uploads,
@@ -86,7 +89,7 @@ func classifyCall(err error, objectCall bool) error {
 	case code == http.StatusPreconditionFailed, code == http.StatusConflict:
 		return fmt.Errorf("%w: %w", driver.ErrPreconditionFailed, err)
 	default:
-		return fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", httpstatus.Class(code), err)
 	}
 }
 

@@ -58,6 +58,8 @@ func TestClassify(t *testing.T) {
 		{"416", apiErr(416), driver.ErrPreconditionFailed, driver.ErrPreconditionFailed},
 		{"429", apiErr(429), driver.ErrThrottled, driver.ErrThrottled},
 		{"408", apiErr(408), driver.ErrUnavailable, driver.ErrUnavailable},
+		{"405 (unrecognised 4xx)", apiErr(405), driver.ErrMisconfigured, driver.ErrMisconfigured},
+		{"411 (unrecognised 4xx)", apiErr(411), driver.ErrMisconfigured, driver.ErrMisconfigured},
 		{"500", apiErr(500), driver.ErrUnavailable, driver.ErrUnavailable},
 		{"503", apiErr(503), driver.ErrUnavailable, driver.ErrUnavailable},
 		{"wrapped 503", fmt.Errorf("storage: retry failed after 5 attempts; last error: %w", apiErr(503)), driver.ErrUnavailable, driver.ErrUnavailable},

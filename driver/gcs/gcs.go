@@ -36,13 +36,12 @@ import (
 	"cloud.google.com/go/storage"
 	"github.com/googleapis/gax-go/v2"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/semaphore"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 
 	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
-	"github.com/registryd/registryd/driver/internal/partbuf"
+	"github.com/registryd/registryd/driver/internal/parts"
 )
 
 const (
@@ -79,10 +78,9 @@ type Driver struct {
 
 	chunk       int64
 	concurrency int
-	// budget caps the bytes of part buffers held by all writers of this Driver.
-	budget *semaphore.Weighted
-	// bufs recycles full-size part buffers, as many as the budget admits.
-	bufs *partbuf.FreeList
+	// budget caps the bytes of part buffers held by all writers of this Driver, and
+	// recycles full-size part buffers.
+	budget *parts.Budget
 
 	// signer signs URLs; nil when the credentials hold no service account key.
 	signer *signer
@@ -144,8 +142,7 @@ func New(ctx context.Context, cfg config.GCS) (*Driver, error) {
 		root:        root,
 		chunk:       cfg.ChunkSize,
 		concurrency: cfg.MaxConcurrency,
-		budget:      semaphore.NewWeighted(max(defaultMemoryBudget, cfg.ChunkSize)),
-		bufs:        partbuf.New(int(cfg.ChunkSize), int(max(defaultMemoryBudget/cfg.ChunkSize, 1)), partbuf.DefaultIdle),
+		budget:      parts.NewBudget(defaultMemoryBudget, cfg.ChunkSize),
 		retry:       driver.RetryPolicy{MaxAttempts: 4, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second},
 	}
 

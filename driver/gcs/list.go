@@ -1,28 +1,24 @@
 package gcs
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"sort"
 	"strings"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/iterator"
 
 	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/internal/listing"
 )
 
 // listPageSize is the most entries asked of GCS per listing request.
 const listPageSize = 1000
 
 // List implements driver.Driver with a delimited listing that starts at the object name of
-// after (GCS's startOffset) and pages until limit entries are certain.
-//
-// GCS orders a listing by object name, in which the subdirectory "a/" sorts after the
-// object "a-b", while List orders by path ("a" before "a-b"). An entry is therefore
-// returned only once no entry still unlisted can sort before it: listing continues while
-// fewer than limit entries lie below the bound that pageBound derives from the listing's
-// progress.
+// after (GCS's startOffset) and pages until a listing.Merger has limit entries that are
+// final (GCS orders the subdirectory "a" as "a/", after the object "a-b").
 func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driver.Info, error) {
 	if dir != "" {
 		if err := driver.CheckCall(ctx, "list", dir); err != nil {
@@ -48,9 +44,7 @@ func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driv
 	}
 	it.PageInfo().MaxSize = pageSize
 
-	// entries is keyed by object name (a directory without its slash): some servers
-	// repeat the common prefixes on every page.
-	entries := map[string]driver.Info{}
+	m := listing.New(prefix, after, limit)
 	var lastItem, lastPrefix string
 	for {
 		attrs, err := it.Next()
@@ -60,9 +54,9 @@ func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driv
 		if err != nil {
 			return nil, fail(ctx, "list", dir, classifyNoObject(err))
 		}
-		name, isDir := attrs.Name, false
+		key, name, isDir := attrs.Name, attrs.Name, false
 		if attrs.Prefix != "" {
-			name, isDir = strings.TrimSuffix(attrs.Prefix, "/"), true
+			key, name, isDir = attrs.Prefix, strings.TrimSuffix(attrs.Prefix, "/"), true
 			lastPrefix = max(lastPrefix, attrs.Prefix)
 		} else {
 			lastItem = max(lastItem, attrs.Name)
@@ -70,57 +64,18 @@ func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driv
 		// Skip the driver's hidden objects, and an object named like the directory
 		// itself (a "folder" placeholder some tools create).
 		if rel := strings.TrimPrefix(name, prefix); len(name) > len(prefix) && !strings.Contains(rel, hiddenMark) {
-			if p := d.pathOf(name); after == "" || p > after {
-				fi := driver.Info{Path: p, IsDir: isDir}
-				if !isDir {
-					fi.Size, fi.ModTime = attrs.Size, attrs.Updated
-				}
-				entries[name] = fi
+			fi := driver.Info{Path: d.pathOf(name), IsDir: isDir}
+			if !isDir {
+				fi.Size, fi.ModTime = attrs.Size, attrs.Updated
 			}
+			m.Add(key, fi)
 		}
-		if limit > 0 && it.PageInfo().Remaining() == 0 && it.PageInfo().Token != "" {
-			// A page is done and more follow: stop if limit entries are final.
-			bound := pageBound(prefix, lastItem, lastPrefix)
-			final := 0
-			for name := range entries {
-				if name < bound {
-					final++
-				}
-			}
-			if final >= limit {
-				break
-			}
+		// At the end of a page with more to come, stop once limit entries are final. The
+		// cursor is the last object listed, or the last prefix when no object was:
+		// servers that repeat all prefixes on every page have then reached the end.
+		if it.PageInfo().Remaining() == 0 && it.PageInfo().Token != "" && m.Final(cmp.Or(lastItem, lastPrefix)) {
+			break
 		}
 	}
-
-	out := make([]driver.Info, 0, len(entries))
-	for _, fi := range entries {
-		out = append(out, fi)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
-}
-
-// pageBound returns an object name below which no entry still unlisted can sort, once
-// the listing has returned objects up to lastItem and common prefixes up to lastPrefix.
-//
-// Every unlisted name sorts after the watermark w (the last object listed; the last
-// prefix when no object was: servers that repeat all prefixes on every page have then
-// reached the end). An unlisted object or directory named n > w sorts as n, except a
-// directory "x/" > w whose name x < w: that happens when w begins with x followed by a
-// byte below '/', so the bound is w cut before the first such byte after the prefix.
-func pageBound(prefix, lastItem, lastPrefix string) string {
-	w := lastItem
-	if w == "" {
-		w = lastPrefix
-	}
-	for i := len(prefix); i < len(w); i++ {
-		if w[i] < '/' {
-			return w[:i]
-		}
-	}
-	return w
+	return m.Result(), nil
 }

@@ -5,7 +5,7 @@ package gcs
 //	K~<session>/m.<seq>           manifest number seq (hex): the segments acknowledged by
 //	                              the seq-th State of the session
 //	K~<session>/<writer>.<i>      full part i of one writer (chunksize bytes)
-//	K~<session>/<writer>.t        the tail a writer uploaded at State or Commit (< chunksize)
+//	K~<session>/<writer>.t        the tail a writer uploaded at State or Commit (<= chunksize)
 //	K~<session>/<writer>.c<l>.<j> Commit's intermediate composites (more than 32 components)
 //
 // <session> is random per session and <writer> random per Writer value, so the objects a
@@ -38,7 +38,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -47,7 +46,6 @@ import (
 	mrand "math/rand/v2"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -55,31 +53,22 @@ import (
 	"google.golang.org/api/iterator"
 
 	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/internal/parts"
 )
 
 const (
-	// stateVersion and manifestVersion lead the encodings below.
-	stateVersion    = 1
-	manifestVersion = 1
+	// stateKind and manifestKind tag this driver's records (see parts.NewRecord).
+	stateKind    = 'g'
+	manifestKind = 'm'
 	// idLen is the length of session and writer ids.
 	idLen = 8
 	// maxComposeSources is GCS's limit of source objects per compose call.
 	maxComposeSources = 32
-	// firstBuffer is the initial capacity of a writer's first buffer; it doubles up to
-	// smallBuffer outside the memory budget, then becomes a full part buffer (see grow).
-	firstBuffer = 32 << 10
-	smallBuffer = 256 << 10
 	// maxManifest bounds the manifest read on resume.
 	maxManifest = 16 << 20
 )
 
-var (
-	castagnoli = crc32.MakeTable(crc32.Castagnoli)
-	// errEnded is returned by a Writer used after State, Commit or Abort.
-	errEnded = fmt.Errorf("%w: writer already ended by State, Commit or Abort", driver.ErrPreconditionFailed)
-	// errBadState is returned for a resume state this driver did not produce.
-	errBadState = fmt.Errorf("%w: malformed resume state", driver.ErrPreconditionFailed)
-)
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // state is the decoded resume state: well under 100 bytes.
 type state struct {
@@ -90,35 +79,19 @@ type state struct {
 }
 
 func (s state) encode() []byte {
-	b := make([]byte, 0, 1+idLen+3*binary.MaxVarintLen64+4)
-	b = append(b, stateVersion)
-	b = append(b, s.session[:]...)
-	b = binary.AppendUvarint(b, uint64(s.seq))
-	b = binary.AppendUvarint(b, uint64(s.gen))
-	b = binary.AppendUvarint(b, uint64(s.size))
-	return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
+	return parts.NewRecord(stateKind).Fixed(s.session[:]).Uint(uint64(s.seq)).Uint(uint64(s.gen)).Uint(uint64(s.size)).Seal()
 }
 
+// decodeState decodes a resume state; it fails with parts.ErrMalformed.
 func decodeState(b []byte) (state, error) {
 	var s state
-	if len(b) < 1+idLen+3+4 || b[0] != stateVersion {
-		return s, errBadState
+	d, err := parts.Open(stateKind, b)
+	if err != nil {
+		return s, err
 	}
-	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
-	if crc32.ChecksumIEEE(body) != sum {
-		return s, errBadState
-	}
-	copy(s.session[:], body[1:])
-	r := bytes.NewReader(body[1+idLen:])
-	seq, err1 := binary.ReadUvarint(r)
-	gen, err2 := binary.ReadUvarint(r)
-	size, err3 := binary.ReadUvarint(r)
-	if err1 != nil || err2 != nil || err3 != nil || r.Len() != 0 ||
-		seq == 0 || seq > 1<<62 || gen == 0 || gen > 1<<62 || size > 1<<62 {
-		return s, errBadState
-	}
-	s.seq, s.gen, s.size = int64(seq), int64(gen), int64(size)
-	return s, nil
+	d.Fixed(s.session[:])
+	s.seq, s.gen, s.size = d.Int(1<<62), d.Int(1<<62), d.Int(1<<62)
+	return s, d.Close(s.seq > 0 && s.gen > 0)
 }
 
 // segment is what one writer added to a session: parts full parts of partSize bytes, then
@@ -133,51 +106,29 @@ type segment struct {
 func (s segment) size() int64 { return s.parts*s.partSize + s.tail }
 
 func encodeManifest(segs []segment) []byte {
-	b := []byte{manifestVersion}
-	b = binary.AppendUvarint(b, uint64(len(segs)))
+	e := parts.NewRecord(manifestKind).Uint(uint64(len(segs)))
 	for _, s := range segs {
-		b = append(b, s.writer[:]...)
-		b = binary.AppendUvarint(b, uint64(s.parts))
-		b = binary.AppendUvarint(b, uint64(s.partSize))
-		b = binary.AppendUvarint(b, uint64(s.tail))
+		e.Fixed(s.writer[:]).Uint(uint64(s.parts)).Uint(uint64(s.partSize)).Uint(uint64(s.tail))
 	}
-	return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
+	return e.Seal()
 }
 
 var errBadManifest = errors.New("malformed session manifest")
 
 func decodeManifest(b []byte) ([]segment, error) {
-	if len(b) < 1+1+4 || b[0] != manifestVersion {
+	d, err := parts.Open(manifestKind, b)
+	if err != nil {
 		return nil, errBadManifest
 	}
-	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
-	if crc32.ChecksumIEEE(body) != sum {
-		return nil, errBadManifest
-	}
-	r := bytes.NewReader(body[1:])
-	n, err := binary.ReadUvarint(r)
-	if err != nil || n > uint64(r.Len()) {
-		return nil, errBadManifest
-	}
-	segs := make([]segment, n)
+	segs := make([]segment, d.Uint(uint64(d.Len())))
 	var total int64
 	for i := range segs {
 		s := &segs[i]
-		if _, err := io.ReadFull(r, s.writer[:]); err != nil {
-			return nil, errBadManifest
-		}
-		var v [3]uint64
-		for j := range v {
-			if v[j], err = binary.ReadUvarint(r); err != nil || v[j] > 1<<40 {
-				return nil, errBadManifest
-			}
-		}
-		s.parts, s.partSize, s.tail = int64(v[0]), int64(v[1]), int64(v[2])
-		if total += s.size(); total > 1<<62 {
-			return nil, errBadManifest
-		}
+		d.Fixed(s.writer[:])
+		s.parts, s.partSize, s.tail = d.Int(1<<40), d.Int(1<<40), d.Int(1<<40)
+		total += s.size()
 	}
-	if r.Len() != 0 {
+	if d.Close(total <= 1<<62) != nil {
 		return nil, errBadManifest
 	}
 	return segs, nil
@@ -191,40 +142,28 @@ type writer struct {
 	session [idLen]byte
 	id      [idLen]byte // this writer's id, naming its parts and tail
 	prefix  string      // key + "~" + hex(session) + "/"
-
-	// ctx is the ctx given to Driver.Writer (with a cancel for Abort): the contract makes
-	// it bound the background part uploads, so the writer keeps it.
-	ctx    context.Context
-	cancel context.CancelFunc
+	pipe    *parts.Pipeline
 
 	segs []segment // segments acknowledged before this writer (from the manifest)
 	seq  int64     // number of the manifest resumed from; 0: none yet (a new session)
 	gen  int64     // its generation
 	base int64     // bytes in segs
-
-	written int64  // bytes written to this writer
-	parts   int64  // full parts dispatched
-	buf     []byte // the part being filled
-	held    int64  // budget held for buf; guarded by mu (see ctxEnded)
-	ctxDone bool   // ctx ended and held was returned; guarded by mu
-
-	slots chan struct{} // one token per part upload in flight
-	wg    sync.WaitGroup
-	mu    sync.Mutex // guards bgErr, held and ctxDone
-	bgErr error      // first background upload failure
-	ended bool
 }
 
-var _ driver.Writer = (*writer)(nil)
+var (
+	_ driver.Writer = (*writer)(nil)
+	_ io.ReaderFrom = (*writer)(nil)
+)
 
 // Writer implements driver.Driver. Resuming costs a listing of the session's manifests and
-// a read of the newest one. A writer must end with State, Commit or Abort, or with its ctx:
-// until then it keeps the budget of the part buffer it is filling.
+// a read of the newest one; a malformed state is ErrNotFound. A writer must end with
+// State, Commit or Abort, or with its ctx: until then it keeps the budget of the part
+// buffer it is filling.
 func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
 	if err := driver.CheckCall(ctx, "writer", p); err != nil {
 		return nil, err
 	}
-	w := &writer{d: d, p: p, key: d.key(p), slots: make(chan struct{}, d.concurrency)}
+	w := &writer{d: d, p: p, key: d.key(p)}
 	if _, err := rand.Read(w.id[:]); err != nil {
 		return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: %w", driver.ErrUnavailable, err)}
 	}
@@ -257,8 +196,15 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 		}
 		w.segs, w.seq, w.gen, w.base = segs, st.seq, st.gen, size
 	}
-	w.ctx, w.cancel = context.WithCancel(ctx)
-	context.AfterFunc(w.ctx, w.ctxEnded)
+	w.pipe = parts.New(ctx, d.budget, parts.Options{
+		Path: p, PartSize: d.chunk, Concurrency: d.concurrency, Small: parts.DefaultSmall,
+		Upload: func(ctx context.Context, i int64, b []byte) error {
+			if _, err := d.upload(ctx, w.partName(w.id, i), b, nil); err != nil {
+				return fail(ctx, "write", p, err)
+			}
+			return nil
+		},
+	})
 	return w, nil
 }
 
@@ -343,158 +289,24 @@ func (w *writer) components(segs []segment) []string {
 }
 
 // Size implements driver.Writer.
-func (w *writer) Size() int64 { return w.base + w.written }
+func (w *writer) Size() int64 { return w.base + w.pipe.Written() }
 
 // Write implements driver.Writer.
-func (w *writer) Write(b []byte) (int, error) {
-	if w.ended {
-		return 0, &driver.PathError{Op: "write", Path: w.p, Err: errEnded}
-	}
-	if err := w.background(); err != nil {
-		return 0, err
-	}
-	n := 0
-	for len(b) > 0 {
-		if len(w.buf) == cap(w.buf) {
-			if err := w.grow(); err != nil {
-				return n, err
-			}
-		}
-		c := copy(w.buf[len(w.buf):cap(w.buf)], b)
-		w.buf = w.buf[:len(w.buf)+c]
-		b = b[c:]
-		n += c
-		w.written += int64(c)
-		if int64(len(w.buf)) == w.d.chunk {
-			if err := w.dispatch(); err != nil {
-				return n, err
-			}
-		}
-	}
-	return n, nil
-}
+func (w *writer) Write(b []byte) (int, error) { return w.pipe.Write(b) }
 
-// background returns the first failure of a background upload.
-func (w *writer) background() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.bgErr
-}
+// ReadFrom implements io.ReaderFrom: it reads r to EOF straight into part buffers. A read
+// error is returned as is.
+func (w *writer) ReadFrom(r io.Reader) (int64, error) { return w.pipe.ReadFrom(r) }
 
-// grow makes room in buf, which is full and shorter than a part. A writer's first buffer
-// starts small and doubles while it stays under smallBuffer, outside the budget (like the
-// copy buffer of the request feeding it); beyond that a full-size buffer is taken, with a
-// part's worth of the Driver's budget. A writer waits for budget only while it holds none,
-// and every budget holder is an upload in flight or a buffer being filled by a writer not
-// waiting for budget, so the budget cannot deadlock.
-func (w *writer) grow() error {
-	d := w.d
-	if next := min(max(2*int64(cap(w.buf)), firstBuffer), smallBuffer); w.parts == 0 && int64(cap(w.buf)) < next && next < d.chunk {
-		nb := make([]byte, len(w.buf), next)
-		copy(nb, w.buf)
-		w.buf = nb
-		return nil
-	}
-	if err := d.budget.Acquire(w.ctx, d.chunk); err != nil {
-		return fail(w.ctx, "write", w.p, err)
-	}
-	w.mu.Lock()
-	if w.ctxDone {
-		// The writer's ctx ended meanwhile and its budget was returned: return this too.
-		w.mu.Unlock()
-		d.budget.Release(d.chunk)
-		return fail(w.ctx, "write", w.p, w.ctx.Err())
-	}
-	w.held = d.chunk
-	w.mu.Unlock()
-	w.buf = append(d.getBuffer(), w.buf...)
-	return nil
-}
-
-// ctxEnded runs when the writer's ctx ends. A writer dropped without State, Commit or Abort
-// (a request that failed mid-stream) thereby returns the budget of the buffer it was
-// filling; the buffer itself is left to the garbage collector, as its writer may still be
-// using it.
-func (w *writer) ctxEnded() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.ctxDone = true
-	if w.held > 0 {
-		w.d.budget.Release(w.held)
-		w.held = 0
-	}
-}
-
-// takeHeld hands the budget of the current buffer to the caller.
-func (w *writer) takeHeld() int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	h := w.held
-	w.held = 0
-	return h
-}
-
-func (d *Driver) getBuffer() []byte { return d.bufs.Get() }
-
-// release returns a buffer's budget and recycles full-size buffers.
-func (d *Driver) release(buf []byte, held int64) {
-	if held > 0 {
-		d.budget.Release(held)
-	}
-	d.bufs.Put(buf)
-}
-
-// dispatch uploads the full buffer as the next part in the background.
-func (w *writer) dispatch() error {
-	buf, held, i := w.buf, w.takeHeld(), w.parts
-	w.buf = nil
-	select {
-	case w.slots <- struct{}{}:
-	case <-w.ctx.Done():
-		w.d.release(buf, held)
-		return fail(w.ctx, "write", w.p, w.ctx.Err())
-	}
-	w.parts++
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		defer func() { <-w.slots }()
-		_, err := w.d.upload(w.ctx, w.partName(w.id, i), buf, nil)
-		w.d.release(buf, held)
-		if err != nil {
-			w.mu.Lock()
-			if w.bgErr == nil {
-				w.bgErr = fail(w.ctx, "write", w.p, err)
-			}
-			w.mu.Unlock()
-		}
-	}()
-	return nil
-}
-
-// end marks the writer used up, waits for its uploads and returns the first background
-// failure.
-func (w *writer) end() error {
-	w.ended = true
-	w.wg.Wait()
-	return w.background()
-}
-
-// free returns the part buffer and its budget.
-func (w *writer) free() {
-	w.d.release(w.buf, w.takeHeld())
-	w.buf = nil
-}
-
-// flushTail uploads the bytes held in buf as this writer's tail and returns the segment
-// this writer adds to the session (none if it wrote nothing).
-func (w *writer) flushTail(ctx context.Context) ([]segment, error) {
-	if w.written == 0 {
+// flushTail uploads the drained bytes as this writer's tail and returns the segment this
+// writer adds to the session (none if it wrote nothing).
+func (w *writer) flushTail(ctx context.Context, tail []byte) ([]segment, error) {
+	if w.pipe.Written() == 0 {
 		return nil, nil
 	}
-	s := segment{writer: w.id, parts: w.parts, partSize: w.d.chunk, tail: int64(len(w.buf))}
+	s := segment{writer: w.id, parts: w.pipe.Parts(), partSize: w.d.chunk, tail: int64(len(tail))}
 	if s.tail > 0 {
-		if _, err := w.d.upload(ctx, w.tailName(w.id), w.buf, nil); err != nil {
+		if _, err := w.d.upload(ctx, w.tailName(w.id), tail, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -503,23 +315,16 @@ func (w *writer) flushTail(ctx context.Context) ([]segment, error) {
 
 // State implements driver.Writer.
 func (w *writer) State(ctx context.Context) ([]byte, error) {
-	if w.ended {
-		return nil, &driver.PathError{Op: "state", Path: w.p, Err: errEnded}
-	}
-	defer w.cancel()
-	defer w.free()
-	err := w.end()
-	if err == nil {
-		err = ctx.Err()
-	}
+	defer w.pipe.Close()
+	tail, err := w.pipe.Drain(ctx)
 	if err != nil {
-		return nil, fail(ctx, "state", w.p, err)
+		return nil, err
 	}
-	if w.written == 0 && w.seq != 0 {
+	if w.pipe.Written() == 0 && w.seq != 0 {
 		// Nothing new: the current state stays the latest.
 		return state{session: w.session, seq: w.seq, gen: w.gen, size: w.base}.encode(), nil
 	}
-	seg, err := w.flushTail(ctx)
+	seg, err := w.flushTail(ctx, tail)
 	if err != nil {
 		return nil, fail(ctx, "state", w.p, err)
 	}
@@ -589,27 +394,20 @@ func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 // commit ends the session with its bytes in the object named key, whose attributes it
 // returns.
 func (w *writer) commit(ctx context.Context, key string) (*storage.ObjectAttrs, error) {
-	if w.ended {
-		return nil, &driver.PathError{Op: "commit", Path: w.p, Err: errEnded}
-	}
-	defer w.cancel()
-	defer w.free()
-	err := w.end()
-	if err == nil {
-		err = ctx.Err()
-	}
+	defer w.pipe.Close()
+	tail, err := w.pipe.Drain(ctx)
 	if err != nil {
-		return nil, fail(ctx, "commit", w.p, err)
+		return nil, err
 	}
-	if w.seq == 0 && w.parts == 0 {
-		// A new session holding less than a part: no session objects exist.
-		attrs, err := w.d.upload(ctx, key, w.buf, nil)
+	if w.seq == 0 && w.pipe.Parts() == 0 {
+		// A new session holding at most a part: no session objects exist.
+		attrs, err := w.d.upload(ctx, key, tail, nil)
 		if err != nil {
 			return nil, fail(ctx, "commit", w.p, err)
 		}
 		return attrs, nil
 	}
-	seg, err := w.flushTail(ctx)
+	seg, err := w.flushTail(ctx, tail)
 	if err != nil {
 		return nil, fail(ctx, "commit", w.p, err)
 	}
@@ -688,13 +486,10 @@ func (d *Driver) composeOnce(ctx context.Context, srcs []string, dst string) (*s
 
 // Abort implements driver.Writer.
 func (w *writer) Abort(ctx context.Context) error {
-	if w.ended {
-		return &driver.PathError{Op: "abort", Path: w.p, Err: errEnded}
+	if err := w.pipe.Abort(ctx); errors.Is(err, parts.ErrEnded) {
+		return err
 	}
-	w.cancel() // stop the uploads in flight
-	_ = w.end()
-	w.free()
-	if w.seq == 0 && w.parts == 0 {
+	if w.seq == 0 && w.pipe.Parts() == 0 {
 		return nil // a new session that uploaded nothing
 	}
 	if err := ctx.Err(); err != nil {

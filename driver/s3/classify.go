@@ -13,6 +13,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/internal/httpstatus"
 )
 
 // codeClass maps an S3 error code (the <Code> of an error response, or the code the SDK
@@ -96,28 +97,13 @@ func classify(err error) error {
 }
 
 // statusClass classifies an HTTP status of an error response whose code is not in
-// codeClass.
+// codeClass: a 503 is S3 asking us to slow down; the rest is classified as on every
+// backend (httpstatus.Class: an unrecognised 4xx is ErrMisconfigured, never retried).
 func statusClass(status int) error {
-	switch {
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return driver.ErrPermission
-	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+	if status == http.StatusServiceUnavailable {
 		return driver.ErrThrottled
-	case status == http.StatusPreconditionFailed || status == http.StatusRequestedRangeNotSatisfiable:
-		return driver.ErrPreconditionFailed
-	case status >= 500:
-		return driver.ErrUnavailable
-	case status == http.StatusNotFound:
-		// A 404 without a known code is not a positive "no such object": it may come from
-		// a proxy or a wrong endpoint.
-		return driver.ErrMisconfigured
-	case status >= 400:
-		// Any other refusal of a well-formed request (an unsupported header, an invalid
-		// argument) is a configuration the backend cannot work with.
-		return driver.ErrMisconfigured
-	default:
-		return driver.ErrUnavailable
 	}
+	return httpstatus.Class(status)
 }
 
 // wrap returns an error that matches both class and cause with errors.Is and prints as

@@ -43,11 +43,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
-	"github.com/registryd/registryd/driver/internal/partbuf"
+	"github.com/registryd/registryd/driver/internal/parts"
 )
 
 const (
@@ -96,10 +95,9 @@ type Driver struct {
 	bodyOptions []func(*s3.Options)
 
 	// budget caps the bytes of part buffers held by all writers of this Driver.
-	budget     *semaphore.Weighted
+	// It recycles part buffers of exactly chunk bytes.
+	budget     *parts.Budget
 	budgetSize int64
-	// bufs recycles part buffers of exactly chunk bytes, as many as the budget admits.
-	bufs *partbuf.FreeList
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -176,8 +174,7 @@ func New(ctx context.Context, cfg config.S3, opts ...Option) (*Driver, error) {
 	} else if cfg.Encrypt {
 		d.sse = types.ServerSideEncryptionAes256
 	}
-	d.budget = semaphore.NewWeighted(d.budgetSize)
-	d.bufs = partbuf.New(int(d.chunk), int(d.budgetSize/d.chunk), partbuf.DefaultIdle)
+	d.budget = parts.NewBudget(d.budgetSize, d.chunk)
 
 	endpoint, err := endpointURL(cfg)
 	if err != nil {

@@ -31,7 +31,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -46,12 +45,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/registryd/registryd/driver"
+	"github.com/registryd/registryd/driver/internal/parts"
 )
 
 const (
-	// stateMagic starts every encoded state; the byte after it is the format version.
-	stateMagic   = "rs3w"
-	stateVersion = 1
+	// stateKind tags this driver's resume states (see parts.NewRecord).
+	stateKind = 's'
 	// sidecarSep and sidecarSuffix name a session's sidecar: <key>~<sid hex>.tail.
 	sidecarSep    = "~"
 	sidecarSuffix = ".tail"
@@ -60,9 +59,6 @@ const (
 	// abandonTimeout bounds the background abort of an upload no state names.
 	abandonTimeout = time.Minute
 )
-
-// errEnded is reported by a Writer used after State, Commit or Abort.
-var errEnded = fmt.Errorf("writer already ended by State, Commit or Abort: %w", driver.ErrPreconditionFailed)
 
 // writerState is the decoded resume state.
 type writerState struct {
@@ -85,61 +81,32 @@ func (s *writerState) sessionMeta() string {
 }
 
 func (s *writerState) marshal() []byte {
-	b := make([]byte, 0, 96+len(s.uploadID))
-	b = append(b, stateMagic...)
-	b = append(b, stateVersion)
-	b = append(b, s.sid[:]...)
-	b = append(b, s.nonce[:]...)
-	b = binary.AppendUvarint(b, uint64(s.partSize))
-	b = binary.AppendUvarint(b, uint64(s.parts))
-	b = binary.AppendUvarint(b, uint64(s.size))
-	for _, str := range []string{s.uploadID, s.tailETag, s.lastETag} {
-		b = binary.AppendUvarint(b, uint64(len(str)))
-		b = append(b, str...)
-	}
-	return b
+	return parts.NewRecord(stateKind).Fixed(s.sid[:]).Fixed(s.nonce[:]).
+		Uint(uint64(s.partSize)).Uint(uint64(s.parts)).Uint(uint64(s.size)).
+		String(s.uploadID).String(s.tailETag).String(s.lastETag).Seal()
 }
 
-var errMalformed = errors.New("malformed resume state")
-
-// parseState decodes a state and checks its invariants.
+// parseState decodes a state and checks its invariants; it fails with parts.ErrMalformed.
 func parseState(b []byte) (*writerState, error) {
-	if len(b) < len(stateMagic)+1+12+8 || string(b[:len(stateMagic)]) != stateMagic || b[len(stateMagic)] != stateVersion {
-		return nil, errMalformed
+	dec, err := parts.Open(stateKind, b)
+	if err != nil {
+		return nil, err
 	}
-	b = b[len(stateMagic)+1:]
 	var s writerState
-	copy(s.sid[:], b)
-	copy(s.nonce[:], b[12:])
-	b = b[20:]
-	var nums [3]uint64
-	for i := range nums {
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
-			return nil, errMalformed
-		}
-		nums[i], b = v, b[n:]
-	}
-	var strs [3]string
-	for i := range strs {
-		l, n := binary.Uvarint(b)
-		if n <= 0 || l > uint64(len(b)-n) {
-			return nil, errMalformed
-		}
-		strs[i], b = string(b[n:n+int(l)]), b[n+int(l):]
-	}
-	if len(b) != 0 || nums[0] < minChunkSize || nums[0] > maxChunkSize || nums[1] > maxParts || nums[2] > 1<<50 {
-		return nil, errMalformed
-	}
-	s.partSize, s.parts, s.size = int64(nums[0]), int32(nums[1]), int64(nums[2])
-	s.uploadID, s.tailETag, s.lastETag = strs[0], strs[1], strs[2]
-	if tail := s.tail(); tail < 0 || tail >= s.partSize || (s.parts == 0) != (s.uploadID == "") || (s.parts == 0) != (s.lastETag == "") {
-		return nil, errMalformed
-	}
-	return &s, nil
+	dec.Fixed(s.sid[:])
+	dec.Fixed(s.nonce[:])
+	s.partSize = dec.Int(maxChunkSize)
+	s.parts = int32(dec.Int(maxParts))
+	s.size = dec.Int(1 << 50)
+	s.uploadID, s.tailETag, s.lastETag = dec.String(1024), dec.String(256), dec.String(256)
+	tail := s.tail()
+	return &s, dec.Close(s.partSize >= minChunkSize && tail >= 0 && tail < s.partSize &&
+		(s.parts == 0) == (s.uploadID == "") && (s.parts == 0) == (s.lastETag == ""))
 }
 
-// writer implements driver.Writer; see the comment at the top of this file.
+// writer implements driver.Writer; see the comment at the top of this file. Its bytes go
+// through a parts.Pipeline; the fields below are set while resuming, by the pipeline's
+// Before (serialised with the pipeline), or after the pipeline is drained.
 type writer struct {
 	d        *Driver
 	path     string
@@ -147,34 +114,22 @@ type writer struct {
 	sidecar  string
 	sid      [12]byte
 	partSize int64
+	pipe     *parts.Pipeline
 
-	// bgCtx is the Writer's ctx, cancelled by Abort; part uploads use it.
-	bgCtx     context.Context
-	bgCancel  context.CancelFunc
-	stopWatch func() bool
-
-	// mu serialises the caller's calls with the abandonment on ctx cancellation.
-	mu       sync.Mutex
-	ended    error  // non-nil once the writer may no longer be used
 	uploadID string // "" until the first full part is sent
 	created  bool   // uploadID was created by this writer and no State has named it yet
 	resumed  bool   // the session's sidecar exists
-	parts    int32  // part numbers 1..parts are uploaded or in flight
-	size     int64
-	buf      []byte // the part being filled; nil when none is held (its budget goes with it)
-	lastETag string // ETag of part number parts as of the resumed state
+	base     int32  // parts of the session before this writer
+	last     int32  // 1 once the drained bytes were sent as a part
+	lastETag string // ETag of part number base as of the resumed state
 
-	slots chan struct{} // one per part upload in flight
-	wg    sync.WaitGroup
-
-	resMu    sync.Mutex
-	bgErr    error                         // the first failure of a background part upload
+	mu       sync.Mutex
 	uploaded map[int32]types.CompletedPart // parts uploaded by this writer
 }
 
 // Writer implements driver.Writer. Starting a session (resume == nil) makes no backend
 // call. Resuming fetches the sidecar and checks it and the upload against the state (see
-// the top of writer.go).
+// the top of writer.go); a malformed state is ErrNotFound.
 func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
 	if err := driver.CheckPath(p); err != nil {
 		return nil, err
@@ -184,7 +139,7 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 	}
 	st, err := parseState(resume)
 	if err != nil {
-		return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: %w", err, driver.ErrNotFound)}
+		return nil, &driver.PathError{Op: "writer", Path: p, Err: err}
 	}
 	if st.partSize > d.budgetSize {
 		return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf(
@@ -192,9 +147,7 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 	}
 	w := d.newSession(ctx, p, st.sid, st.partSize)
 	if err := w.resume(ctx, st); err != nil {
-		w.mu.Lock()
-		w.finish(false)
-		w.mu.Unlock()
+		w.finish(ctx, false)
 		return nil, err
 	}
 	return w, nil
@@ -221,11 +174,15 @@ func (d *Driver) newSession(ctx context.Context, p string, sid [12]byte, partSiz
 		sidecar:  key + sidecarSep + hex.EncodeToString(sid[:]) + sidecarSuffix,
 		sid:      sid,
 		partSize: partSize,
-		slots:    make(chan struct{}, d.uploadSlots()),
 		uploaded: map[int32]types.CompletedPart{},
 	}
-	w.bgCtx, w.bgCancel = context.WithCancel(ctx)
-	w.stopWatch = context.AfterFunc(ctx, w.abandon)
+	w.pipe = parts.New(ctx, d.budget, parts.Options{
+		Path: p, PartSize: partSize, Concurrency: d.uploadSlots(), Small: parts.DefaultSmall,
+		Before: func(ctx context.Context, i int64) error { return w.nextPart(ctx, w.base+int32(i)) },
+		Upload: func(ctx context.Context, i int64, b []byte) error { return w.uploadPart(ctx, w.base+int32(i)+1, b) },
+		// The session stays as of its last State; what this writer added is discarded.
+		Abandon: func() { w.discardCreated(ctx) },
+	})
 	return w
 }
 
@@ -233,11 +190,6 @@ func (d *Driver) newSession(ctx context.Context, p string, sid [12]byte, partSiz
 func (w *writer) resume(ctx context.Context, st *writerState) error {
 	d := w.d
 	tail := st.tail()
-	if tail > 0 {
-		if err := w.getBuf(ctx); err != nil {
-			return err
-		}
-	}
 	out, err := d.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &d.bucket, Key: &w.sidecar})
 	if err != nil {
 		return w.fail(ctx, "writer", err)
@@ -247,11 +199,11 @@ func (w *writer) resume(ctx context.Context, st *writerState) error {
 		aws.ToInt64(out.ContentLength) != tail {
 		return w.errorf("writer", "resume state superseded by a later State: %w", driver.ErrPreconditionFailed)
 	}
-	if tail > 0 {
-		w.buf = w.buf[:tail]
-		if _, err := io.ReadFull(out.Body, w.buf); err != nil {
-			return w.fail(ctx, "writer", err)
+	if n, err := w.pipe.ReadFrom(io.LimitReader(out.Body, tail)); err != nil || n != tail {
+		if _, ok := errors.AsType[*driver.PathError](err); ok {
+			return err
 		}
+		return w.fail(ctx, "writer", fmt.Errorf("sidecar of %d bytes: read %d: %w", tail, n, err))
 	}
 	if st.parts > 0 {
 		in := &s3.ListPartsInput{Bucket: &d.bucket, Key: &w.key, UploadId: &st.uploadID, MaxParts: aws.Int32(1)}
@@ -266,120 +218,62 @@ func (w *writer) resume(ctx context.Context, st *writerState) error {
 			return w.errorf("writer", "part %d of upload differs from the resume state: %w", st.parts, driver.ErrPreconditionFailed)
 		}
 	}
-	w.uploadID, w.parts, w.size, w.lastETag, w.resumed = st.uploadID, st.parts, st.size, st.lastETag, true
+	w.uploadID, w.base, w.lastETag, w.resumed = st.uploadID, st.parts, st.lastETag, true
 	return nil
 }
 
 // Write implements driver.Writer.
-func (w *writer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
-		return 0, err
-	}
-	n := 0
-	for len(p) > 0 {
-		free, err := w.room()
-		if err != nil {
-			return n, err
-		}
-		c := copy(free, p)
-		w.filled(c)
-		n += c
-		p = p[c:]
-	}
-	return n, nil
-}
+func (w *writer) Write(p []byte) (int, error) { return w.pipe.Write(p) }
 
 // ReadFrom implements io.ReaderFrom: it reads r to EOF straight into part buffers, so the
 // bytes are not copied through the caller's buffer first. A read error is returned as is.
-func (w *writer) ReadFrom(r io.Reader) (int64, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var n int64
-	for {
-		if err := w.usable(); err != nil {
-			return n, err
-		}
-		free, err := w.room()
-		if err != nil {
-			return n, err
-		}
-		m, err := r.Read(free)
-		w.filled(m)
-		n += int64(m)
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-}
-
-// room returns the free space of the part buffer, taking a buffer when the writer holds
-// none and sending a full one first. Called with mu held.
-func (w *writer) room() ([]byte, error) {
-	for {
-		if w.buf == nil {
-			if err := w.getBuf(w.bgCtx); err != nil {
-				return nil, err
-			}
-		}
-		if int64(len(w.buf)) < w.partSize {
-			return w.buf[len(w.buf):w.partSize], nil
-		}
-		if err := w.flush(); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// filled records that n bytes were put into the free space room returned.
-func (w *writer) filled(n int) {
-	w.buf = w.buf[:len(w.buf)+n]
-	w.size += int64(n)
-}
+func (w *writer) ReadFrom(r io.Reader) (int64, error) { return w.pipe.ReadFrom(r) }
 
 // Size implements driver.Writer.
-func (w *writer) Size() int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.size
+func (w *writer) Size() int64 { return int64(w.base)*w.partSize + w.pipe.Written() }
+
+// parts is the number of parts of the session, once the pipeline is drained.
+func (w *writer) parts() int32 { return w.base + int32(w.pipe.Parts()) + w.last }
+
+// drain ends the pipeline for op and returns the bytes it holds. An error other than a
+// second end discards what this writer created.
+func (w *writer) drain(ctx context.Context) ([]byte, error) {
+	tail, err := w.pipe.Drain(ctx)
+	if err != nil && !errors.Is(err, parts.ErrEnded) {
+		w.finish(ctx, false)
+	}
+	return tail, err
 }
 
 // State implements driver.Writer: it waits for the parts in flight, sends a full buffer
 // as a part, and writes the rest with the new progress record to the sidecar.
 func (w *writer) State(ctx context.Context) ([]byte, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
+	tail, err := w.drain(ctx)
+	if err != nil {
 		return nil, err
 	}
-	st, err := w.state(ctx)
-	w.finish(err == nil)
+	st, err := w.state(ctx, tail)
+	w.finish(ctx, err == nil)
 	return st, err
 }
 
-func (w *writer) state(ctx context.Context) ([]byte, error) {
-	if err := w.wait(ctx); err != nil {
-		return nil, err
-	}
-	if int64(len(w.buf)) == w.partSize {
+func (w *writer) state(ctx context.Context, tail []byte) ([]byte, error) {
+	if int64(len(tail)) == w.partSize {
 		// Keep the sidecar below a part.
-		if err := w.uploadLast(ctx); err != nil {
+		if err := w.uploadLast(ctx, tail); err != nil {
 			return nil, err
 		}
+		tail = nil
 	}
-	st := writerState{sid: w.sid, partSize: w.partSize, parts: w.parts, size: w.size, uploadID: w.uploadID}
+	st := writerState{sid: w.sid, partSize: w.partSize, parts: w.parts(), size: w.Size(), uploadID: w.uploadID}
 	_, _ = rand.Read(st.nonce[:])
-	if w.parts > 0 {
+	if st.parts > 0 {
 		st.lastETag = w.lastETag
-		if part, ok := w.uploaded[w.parts]; ok {
+		if part, ok := w.uploaded[st.parts]; ok {
 			st.lastETag = aws.ToString(part.ETag)
 		}
 	}
-	out, err := w.d.putObject(ctx, w.sidecar, w.buf, false, metaSession, st.sessionMeta())
+	out, err := w.d.putObject(ctx, w.sidecar, tail, false, metaSession, st.sessionMeta())
 	if err != nil {
 		return nil, w.wrap("state", err)
 	}
@@ -392,13 +286,12 @@ func (w *writer) state(ctx context.Context) ([]byte, error) {
 // never filled a part, else the last part and CompleteMultipartUpload with the part list
 // read back from S3; then the sidecar is deleted.
 func (w *writer) Commit(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
+	tail, err := w.drain(ctx)
+	if err != nil {
 		return err
 	}
-	_, _, err := w.commit(ctx, w.key)
-	w.finish(err == nil)
+	_, _, err = w.commit(ctx, w.key, tail)
+	w.finish(ctx, err == nil)
 	return err
 }
 
@@ -412,17 +305,16 @@ func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 	if err := driver.CheckPath(dst); err != nil {
 		return "", err
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
+	tail, err := w.drain(ctx)
+	if err != nil {
 		return "", err
 	}
-	etag, multipart, err := w.commit(ctx, w.d.key(dst))
-	w.finish(err == nil)
+	etag, multipart, err := w.commit(ctx, w.d.key(dst), tail)
+	w.finish(ctx, err == nil)
 	if err != nil || !multipart || dst == w.path {
 		return etag, err
 	}
-	version, err := w.d.copyObject(ctx, w.path, dst, w.size)
+	version, err := w.d.copyObject(ctx, w.path, dst, w.Size())
 	if err != nil {
 		return "", err
 	}
@@ -432,23 +324,20 @@ func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 	return version, nil
 }
 
-// commit ends the session: a single PutObject at single when it never filled a part,
-// else the last part and CompleteMultipartUpload at the writer's key (multipart is true);
-// etag is the ETag of the object written.
-func (w *writer) commit(ctx context.Context, single string) (etag string, multipart bool, err error) {
+// commit ends the session: a single PutObject of tail at single when it never filled a
+// part, else tail as the last part and CompleteMultipartUpload at the writer's key
+// (multipart is true); etag is the ETag of the object written.
+func (w *writer) commit(ctx context.Context, single string, tail []byte) (etag string, multipart bool, err error) {
 	d := w.d
-	if err := w.wait(ctx); err != nil {
-		return "", false, err
-	}
 	if w.uploadID == "" {
-		out, err := d.putObject(ctx, single, w.buf, true)
+		out, err := d.putObject(ctx, single, tail, true)
 		if err != nil {
 			return "", false, w.wrap("commit", err)
 		}
 		etag = aws.ToString(out.ETag)
 	} else {
-		if len(w.buf) > 0 {
-			if err := w.uploadLast(ctx); err != nil {
+		if len(tail) > 0 {
+			if err := w.uploadLast(ctx, tail); err != nil {
 				return "", true, err
 			}
 		}
@@ -473,11 +362,12 @@ func (w *writer) commit(ctx context.Context, single string) (etag string, multip
 	return etag, w.uploadID != "", nil
 }
 
-// partList returns parts 1..w.parts for CompleteMultipartUpload: those this writer sent,
-// and the earlier ones from ListParts (paginated past 1000 parts).
+// partList returns parts 1..w.parts() for CompleteMultipartUpload: those this writer
+// sent, and the earlier ones from ListParts (paginated past 1000 parts).
 func (w *writer) partList(ctx context.Context) ([]types.CompletedPart, error) {
 	d := w.d
-	parts := make([]types.CompletedPart, w.parts)
+	n := w.parts()
+	parts := make([]types.CompletedPart, n)
 	missing := 0
 	for i := range parts {
 		if p, ok := w.uploaded[int32(i+1)]; ok {
@@ -495,9 +385,9 @@ func (w *writer) partList(ctx context.Context) ([]types.CompletedPart, error) {
 			return nil, w.fail(ctx, "commit", err)
 		}
 		for _, p := range out.Parts {
-			n := aws.ToInt32(p.PartNumber)
-			if n >= 1 && n <= w.parts && parts[n-1].ETag == nil {
-				parts[n-1] = types.CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag, ChecksumCRC32: p.ChecksumCRC32}
+			i := aws.ToInt32(p.PartNumber)
+			if i >= 1 && i <= n && parts[i-1].ETag == nil {
+				parts[i-1] = types.CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag, ChecksumCRC32: p.ChecksumCRC32}
 				missing--
 			}
 		}
@@ -508,7 +398,7 @@ func (w *writer) partList(ctx context.Context) ([]types.CompletedPart, error) {
 		marker = &next
 	}
 	if missing > 0 {
-		return nil, w.errorf("commit", "%d of %d parts missing from the upload: %w", missing, w.parts, driver.ErrPreconditionFailed)
+		return nil, w.errorf("commit", "%d of %d parts missing from the upload: %w", missing, n, driver.ErrPreconditionFailed)
 	}
 	return parts, nil
 }
@@ -516,13 +406,9 @@ func (w *writer) partList(ctx context.Context) ([]types.CompletedPart, error) {
 // Abort implements driver.Writer: it stops the uploads in flight, aborts the multipart
 // upload and deletes the sidecar. Backend records already gone are not an error.
 func (w *writer) Abort(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usable(); err != nil && errors.Is(err, errEnded) {
+	if err := w.pipe.Abort(ctx); errors.Is(err, parts.ErrEnded) {
 		return err
 	}
-	w.bgCancel()
-	_ = w.wait(ctx)
 	d := w.d
 	var errs []error
 	if w.uploadID != "" {
@@ -539,136 +425,42 @@ func (w *writer) Abort(ctx context.Context) error {
 		}
 	}
 	err := errors.Join(errs...)
-	w.finish(err == nil)
+	w.finish(ctx, err == nil)
 	return err
 }
 
-// usable returns why the writer cannot be used, or nil. Called with mu held.
-func (w *writer) usable() error {
-	if w.ended != nil {
-		return &driver.PathError{Op: "write", Path: w.path, Err: w.ended}
-	}
-	w.resMu.Lock()
-	defer w.resMu.Unlock()
-	return w.bgErr
-}
-
-// finish ends the writer: it releases the part buffer and the context watch and, unless
-// ok, aborts in the background an upload that no acknowledged state names. Called with
-// mu held.
-func (w *writer) finish(ok bool) {
-	w.ended = errEnded
-	w.stopWatch()
-	w.releaseBuf()
+// finish ends the writer: it releases the pipeline and, unless ok, aborts in the
+// background an upload that no acknowledged state names.
+func (w *writer) finish(ctx context.Context, ok bool) {
+	w.pipe.Close()
 	if !ok {
-		w.discardCreated()
+		w.discardCreated(ctx)
 	}
-	w.bgCancel()
-}
-
-// abandon runs when the Writer's ctx is done before State, Commit or Abort: the session
-// stays as of its last State, and what this writer added is discarded.
-func (w *writer) abandon() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ended != nil {
-		return
-	}
-	w.ended = context.Cause(w.bgCtx)
-	w.releaseBuf()
-	w.discardCreated()
 }
 
 // discardCreated aborts, in the background once the parts in flight are done, the
-// multipart upload this writer created if no State has named it. Called with mu held.
-func (w *writer) discardCreated() {
+// multipart upload this writer created if no State has named it.
+func (w *writer) discardCreated(ctx context.Context) {
 	if !w.created {
 		return
 	}
 	w.created = false
 	d, key, id := w.d, w.key, w.uploadID
-	ctx := context.WithoutCancel(w.bgCtx)
+	ctx = context.WithoutCancel(ctx)
 	go func() {
-		w.wg.Wait()
+		w.pipe.Wait()
 		ctx, cancel := context.WithTimeout(ctx, abandonTimeout)
 		defer cancel()
 		_, _ = d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &d.bucket, Key: &key, UploadId: &id})
 	}()
 }
 
-// getBuf takes an empty part buffer, waiting for the Driver's memory budget.
-func (w *writer) getBuf(ctx context.Context) error {
-	if err := w.d.budget.Acquire(ctx, w.partSize); err != nil {
-		return w.wrap("write", err)
-	}
-	if w.partSize == w.d.chunk {
-		w.buf = w.d.bufs.Get()
-	} else {
-		w.buf = make([]byte, 0, w.partSize)
-	}
-	return nil
-}
-
-// releaseBuf returns the part being filled, if any, to the budget.
-func (w *writer) releaseBuf() {
-	if w.buf != nil {
-		w.d.putBuf(w.buf)
-		w.buf = nil
-	}
-}
-
-// putBuf returns a part buffer taken by getBuf to the budget (and the pool).
-func (d *Driver) putBuf(b []byte) {
-	d.budget.Release(int64(cap(b)))
-	d.bufs.Put(b)
-}
-
-// flush sends the full part buffer as the next part in the background, creating the
-// multipart upload first if needed and waiting for a free upload slot.
-func (w *writer) flush() error {
-	if w.parts >= maxParts {
+// nextPart is the pipeline's Before: part number n+1 may be sent once the session has a
+// multipart upload.
+func (w *writer) nextPart(ctx context.Context, n int32) error {
+	if n >= maxParts {
 		return w.errorf("write", "object exceeds %d parts of %d bytes (raise storage.s3.chunksize): %w", maxParts, w.partSize, driver.ErrMisconfigured)
 	}
-	if err := w.createUpload(w.bgCtx); err != nil {
-		return err
-	}
-	select {
-	case w.slots <- struct{}{}:
-	case <-w.bgCtx.Done():
-		return w.wrap("write", context.Cause(w.bgCtx))
-	}
-	w.parts++
-	n, buf := w.parts, w.buf
-	w.buf = nil
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		part, err := w.uploadPart(w.bgCtx, n, buf)
-		w.d.putBuf(buf)
-		<-w.slots
-		w.record(n, part, err)
-	}()
-	return nil
-}
-
-// uploadLast sends the buffer synchronously as the next part (the last one at Commit,
-// or a full buffer at State) and releases it.
-func (w *writer) uploadLast(ctx context.Context) error {
-	if w.parts >= maxParts {
-		return w.errorf("write", "object exceeds %d parts of %d bytes (raise storage.s3.chunksize): %w", maxParts, w.partSize, driver.ErrMisconfigured)
-	}
-	if err := w.createUpload(ctx); err != nil {
-		return err
-	}
-	w.parts++
-	part, err := w.uploadPart(ctx, w.parts, w.buf)
-	w.releaseBuf()
-	w.record(w.parts, part, err)
-	return err
-}
-
-// createUpload creates the multipart upload unless the session has one.
-func (w *writer) createUpload(ctx context.Context) error {
 	if w.uploadID != "" {
 		return nil
 	}
@@ -686,7 +478,19 @@ func (w *writer) createUpload(ctx context.Context) error {
 	return nil
 }
 
-func (w *writer) uploadPart(ctx context.Context, n int32, b []byte) (types.CompletedPart, error) {
+// uploadLast sends the drained bytes synchronously as the next part (the last one at
+// Commit, or a full buffer at State).
+func (w *writer) uploadLast(ctx context.Context, b []byte) error {
+	n := w.parts()
+	if err := w.nextPart(ctx, n); err != nil {
+		return err
+	}
+	w.last = 1
+	return w.uploadPart(ctx, n+1, b)
+}
+
+// uploadPart sends b as part number n and records it.
+func (w *writer) uploadPart(ctx context.Context, n int32, b []byte) error {
 	d := w.d
 	in := &s3.UploadPartInput{
 		Bucket: &d.bucket, Key: &w.key, UploadId: &w.uploadID, PartNumber: aws.Int32(n),
@@ -697,36 +501,12 @@ func (w *writer) uploadPart(ctx context.Context, n int32, b []byte) (types.Compl
 	}
 	out, err := d.client.UploadPart(ctx, in, d.bodyOptions...)
 	if err != nil {
-		return types.CompletedPart{}, w.fail(ctx, "write", err)
+		return w.fail(ctx, "write", err)
 	}
-	return types.CompletedPart{PartNumber: aws.Int32(n), ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32}, nil
-}
-
-// record keeps the outcome of a part upload.
-func (w *writer) record(n int32, part types.CompletedPart, err error) {
-	w.resMu.Lock()
-	defer w.resMu.Unlock()
-	if err != nil {
-		if w.bgErr == nil {
-			w.bgErr = err
-		}
-		return
-	}
-	w.uploaded[n] = part
-}
-
-// wait waits for the part uploads in flight and returns the first failure.
-func (w *writer) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { w.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return w.wrap("write", ctx.Err())
-	}
-	w.resMu.Lock()
-	defer w.resMu.Unlock()
-	return w.bgErr
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.uploaded[n] = types.CompletedPart{PartNumber: aws.Int32(n), ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32}
+	return nil
 }
 
 func (w *writer) fail(ctx context.Context, op string, err error) error {

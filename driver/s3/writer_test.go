@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-
-	"github.com/registryd/registryd/driver"
 )
 
 func TestStateRoundTrip(t *testing.T) {
@@ -61,33 +59,6 @@ func TestParseStateRejects(t *testing.T) {
 	for name, b := range bad {
 		if _, err := parseState(b); err == nil {
 			t.Errorf("%s: accepted", name)
-		}
-	}
-}
-
-func TestComplete(t *testing.T) {
-	infos := func(names ...string) []driver.Info {
-		l := make([]driver.Info, len(names))
-		for i, n := range names {
-			l[i] = driver.Info{Path: "d/" + n}
-		}
-		return l
-	}
-	for _, c := range []struct {
-		entries []string
-		limit   int
-		lastKey string
-		want    bool
-	}{
-		{[]string{"a", "b"}, 3, "r/d/b", false},                  // too few
-		{[]string{"a", "b", "c"}, 3, "r/d/c", true},              // no '-' or '.'
-		{[]string{"c-1", "c-2", "c-3"}, 3, "r/d/c-3", false},     // "c/" may follow
-		{[]string{"c-1", "c-2", "c-3"}, 3, "r/d/c/", true},       // "c/" was listed (or is absent)
-		{[]string{"a", "b", "c.x", "z-1"}, 3, "r/d/z-1", true},   // "c/" < "z-1" listed already
-		{[]string{"a", "b", "v1.0-rc"}, 3, "r/d/v1.0-rc", false}, // "v1/" or "v1.0/" may follow
-	} {
-		if got := complete(infos(c.entries...), c.limit, "r/d/", "d", c.lastKey); got != c.want {
-			t.Errorf("complete(%v, %d, %q) = %v, want %v", c.entries, c.limit, c.lastKey, got, c.want)
 		}
 	}
 }
