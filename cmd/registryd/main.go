@@ -2,6 +2,8 @@
 //
 //	registryd serve [config.yml]   serve the registry (no file: filesystem under ./data, :5000)
 //	registryd version              print the version
+//	registryd selftest URL         push and pull a blob through a running registry (helm test)
+//	registryd sleep DURATION       wait (the Helm chart's preStop pause; the image has no shell)
 package main
 
 import (
@@ -75,11 +77,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		return serve(ctx, cfg, stderr)
+	case "selftest":
+		return runSelftest(context.Background(), args, stdout, os.Getenv)
+	case "sleep":
+		return runSleep(context.Background(), args)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: registryd serve [config.yml] | registryd version")
+		fmt.Fprintln(stdout, "usage: registryd serve [config.yml] | registryd version | registryd selftest [-insecure] URL | registryd sleep DURATION")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want serve or version)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, version, selftest or sleep)", cmd)
 	}
 }
 
