@@ -171,9 +171,7 @@ new random one, which with several replicas is only allowed when the render can 
 {{- end }}
 {{- $_ := set $cfg "auth" (dict "token" $t) }}
 {{- end }}
-{{- if and (kindIs "map" $v.auth.access) (or $v.auth.htpasswd.enabled $v.auth.token.enabled) }}
-{{- $_ := set $cfg.auth "access" $v.auth.access }}
-{{- else if and $v.auth.access (or $v.auth.htpasswd.enabled $v.auth.token.enabled) }}
+{{- if and $v.auth.access (or $v.auth.htpasswd.enabled $v.auth.token.enabled) }}
 {{- $_ := set $cfg.auth "access" $v.auth.access }}
 {{- end }}
 {{- $merged := mustMergeOverwrite $cfg (deepCopy $v.config) }}
