@@ -136,12 +136,15 @@ new random one, which with several replicas is only allowed when the render can 
 {{/* The registry's config.yml as a YAML document (no secrets: those come from the environment). */}}
 {{- define "registryd.config" -}}
 {{- $v := .Values }}
-{{- $http := dict "addr" (printf ":%d" (int $v.service.port)) "relativeurls" $v.http.relativeurls "draintimeout" (printf "%ds" (int $v.shutdown.drainTimeoutSeconds)) "debug" (dict "addr" (printf ":%d" (int $v.metrics.port))) }}
+{{- $http := dict "addr" (printf ":%d" (int $v.service.port)) "draintimeout" (printf "%ds" (int $v.shutdown.drainTimeoutSeconds)) "debug" (dict "addr" (printf ":%d" (int $v.metrics.port))) }}
 {{- if $v.shutdown.drainDelaySeconds }}
 {{- $_ := set $http "draindelay" (printf "%ds" (int $v.shutdown.drainDelaySeconds)) }}
 {{- end }}
 {{- if $v.http.host }}
 {{- $_ := set $http "host" $v.http.host }}
+{{- end }}
+{{- if $v.http.relativeurls }}
+{{- $_ := set $http "relativeurls" true }}
 {{- end }}
 {{- if $v.tls.enabled }}
 {{- $tls := dict "certificate" "/etc/registryd/tls/tls.crt" "key" "/etc/registryd/tls/tls.key" "minimumtls" $v.tls.minimumTLS }}
