@@ -193,5 +193,11 @@ func TestChartOnKubernetes(t *testing.T) {
 		}
 	})
 
-	t.Run("pod as Kubernetes would run it", func(t *testing.T) { testPodInDocker(t, k) })
+	t.Run("pod as Kubernetes would run it", func(t *testing.T) {
+		testPodInDocker(t, k, func(t *testing.T, set []string) (fetchFunc, string) {
+			k.mustHelm(t, "install", "r", chartDir(t), "-n", "pod", "--create-namespace", "--set", strings.Join(set, ","))
+			fetch := func(t testing.TB, kind, name string) object { return k.getJSON(t, "pod", kind, name) }
+			return fetch, k.mustHelm(t, "get", "hooks", "r", "-n", "pod")
+		})
+	})
 }

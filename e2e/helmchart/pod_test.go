@@ -66,6 +66,13 @@ func buildReleaseImage(t *testing.T) (tarPath, tag, version string) {
 	return tarPath, tag, version
 }
 
+// fetchFunc returns a stored object by kind (lower case) and name.
+type fetchFunc func(t testing.TB, kind, name string) object
+
+// installFunc installs the chart with --set values and returns how to read its objects back
+// and its hooks (the helm test pod) as YAML.
+type installFunc func(t *testing.T, set []string) (fetchFunc, string)
+
 // podRun is the docker run of the pod's registryd container.
 type podRun struct {
 	args           []string          // docker run arguments
@@ -81,9 +88,9 @@ type podRun struct {
 // references resolved), user, read-only root filesystem, dropped capabilities, no new
 // privileges, and its volumes (ConfigMap and Secret files written out, emptyDirs as tmpfs or
 // a directory owned by the pod's fsGroup).
-func dockerRunFromPod(t *testing.T, k *kube, ns, deployment, container string) podRun {
+func dockerRunFromPod(t *testing.T, fetch fetchFunc, deployment, container string) podRun {
 	t.Helper()
-	dep := k.getJSON(t, ns, "deployment", deployment)
+	dep := fetch(t, "deployment", deployment)
 	pod := get(dep, "spec", "template", "spec")
 	var c any
 	for _, cc := range get(pod, "containers").([]any) {
@@ -100,7 +107,7 @@ func dockerRunFromPod(t *testing.T, k *kube, ns, deployment, container string) p
 		if s, ok := secrets[name]; ok {
 			return s
 		}
-		secrets[name] = k.getJSON(t, ns, "secret", name)
+		secrets[name] = fetch(t, "secret", name)
 		return secrets[name]
 	}
 	uid := fmt.Sprint(get(c, "securityContext", "runAsUser"))
@@ -148,7 +155,7 @@ func dockerRunFromPod(t *testing.T, k *kube, ns, deployment, container string) p
 		var files map[string]string
 		switch {
 		case get(v, "configMap") != nil:
-			cm := k.getJSON(t, ns, "configmap", str(v, "configMap", "name"))
+			cm := fetch(t, "configmap", str(v, "configMap", "name"))
 			files = map[string]string{}
 			for key, val := range get(cm, "data").(map[string]any) {
 				files[key] = fmt.Sprint(val)
@@ -242,7 +249,7 @@ func probe(ctx context.Context, pr podRun, which string) error {
 // testPodInDocker runs the chart's pod, as the API server stores it, in the Docker engine from
 // the release image built without a daemon: probes, docker/helm/oras push and pull, the helm
 // test pod, and a SIGTERM that drains an in-flight upload within the grace period.
-func testPodInDocker(t *testing.T, k *kube) {
+func testPodInDocker(t *testing.T, k *kube, install installFunc) {
 	oras := needTools(t, "oras")[0]
 	tarPath, tag, version := buildReleaseImage(t)
 	dk := testenv.StartDockerd(t)
@@ -255,7 +262,6 @@ func testPodInDocker(t *testing.T, k *kube) {
 		t.Errorf("image user and version label: %q", inspect)
 	}
 
-	ns := "pod"
 	port, metricsPort := testenv.FreePort(t), testenv.FreePort(t)
 	repo, tagOnly, _ := strings.Cut(tag, ":")
 	set := []string{
@@ -275,8 +281,8 @@ func testPodInDocker(t *testing.T, k *kube) {
 		set = append(set, "shutdown.drainDelaySeconds=0")
 		t.Log("registryd does not know http.draindelay yet: the pod runs without it")
 	}
-	k.mustHelm(t, "install", "r", chartDir(t), "-n", ns, "--create-namespace", "--set", strings.Join(set, ","))
-	pr := dockerRunFromPod(t, k, ns, "r-registryd", "registryd")
+	fetch, hooks := install(t, set)
+	pr := dockerRunFromPod(t, fetch, "r-registryd", "registryd")
 	if auth {
 		pr.username, pr.pass = "ci", "pod-test-0123456789"
 	}
@@ -365,7 +371,6 @@ func testPodInDocker(t *testing.T, k *kube) {
 	}
 
 	// The helm test pod, as helm would create it, with the Service name resolving to the pod.
-	hooks := k.mustHelm(t, "get", "hooks", "r", "-n", ns)
 	var testPod object
 	for _, o := range parseObjects(t, hooks) {
 		if o.kind() == "Pod" {
