@@ -26,6 +26,8 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	HTTP    HTTP    `yaml:"http"`
 	Limits  Limits  `yaml:"limits"`
+	// Auth controls access (default: none, anyone may do anything).
+	Auth Auth `yaml:"auth"`
 	// Validation controls how strictly pushed manifests are checked.
 	Validation Validation `yaml:"validation"`
 }
@@ -63,6 +65,16 @@ type HTTP struct {
 	DrainTimeout time.Duration `yaml:"draintimeout"`
 	// Debug configures the metrics and health listener.
 	Debug Debug `yaml:"debug"`
+	// TLS serves HTTPS on Addr when its certificate is set (see config/tls.go).
+	TLS TLS `yaml:"tls"`
+	// HTTP2 can turn HTTP/2 off on the TLS listener.
+	HTTP2 HTTP2 `yaml:"http2"`
+	// Host is the externally reachable URL (https://registry.example.com), the base of
+	// absolute Location headers.
+	Host string `yaml:"host"`
+	// RelativeURLs keeps Location headers relative when true, makes them absolute when
+	// false; unset: absolute when Host is set, else relative.
+	RelativeURLs *bool `yaml:"relativeurls"`
 }
 
 // Debug configures an optional second listener for /metrics, /healthz and /readyz. When Addr
@@ -355,8 +367,14 @@ func (c *Config) Validate() error {
 	if up := c.Storage.Maintenance.UploadPurging; up.Age < 0 || up.Interval < 0 {
 		return errors.New("config: storage.maintenance.uploadpurging: age and interval must be positive")
 	}
+	if err := c.HTTP.validateTLS(); err != nil {
+		return err
+	}
 	if c.Storage.Retry.MaxAttempts < 1 {
 		return errors.New("config: storage.retry.maxattempts: must be at least 1")
+	}
+	if err := c.Auth.validate(); err != nil {
+		return err
 	}
 	if s := c.Storage.S3; s != nil {
 		if s.Bucket == "" {
@@ -485,6 +503,24 @@ func setScalar(fv reflect.Value, val string) error {
 			return fmt.Errorf("want an integer: %w", err)
 		}
 		fv.SetInt(n)
+	case reflect.Slice:
+		if fv.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported list of %s", fv.Type().Elem().Kind())
+		}
+		// A comma-separated list, or a YAML flow sequence ([a, b]) as Distribution takes.
+		var items []string
+		if strings.HasPrefix(strings.TrimSpace(val), "[") {
+			if err := yaml.Unmarshal([]byte(val), &items); err != nil {
+				return fmt.Errorf("want a list: %w", err)
+			}
+		} else {
+			for _, s := range strings.Split(val, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					items = append(items, s)
+				}
+			}
+		}
+		fv.Set(reflect.ValueOf(items).Convert(fv.Type()))
 	case reflect.Struct:
 		return errUnknownKey
 	default:

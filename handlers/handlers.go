@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/registryd/registryd/auth"
 	regerr "github.com/registryd/registryd/errors"
 	"github.com/registryd/registryd/storage"
 )
@@ -45,6 +47,15 @@ type Options struct {
 	// ServeOps serves /metrics, /healthz and /readyz on this Echo (set false when they
 	// have their own listener, see NewOps).
 	ServeOps bool
+	// Auth, when set, authenticates and authorizes every /v2 request (see authorize);
+	// nil answers anyone.
+	Auth auth.Authorizer
+	// AbsoluteURLs makes Location headers absolute URLs (see location.go); otherwise
+	// they are paths relative to the request's origin.
+	AbsoluteURLs bool
+	// Host, when set with AbsoluteURLs, is the externally reachable scheme://host[:port]
+	// (http.host) that absolute Location headers start with.
+	Host *url.URL
 }
 
 type api struct {
@@ -218,6 +229,9 @@ func (a *api) dispatch(c echo.Context) error {
 		if err := storage.ValidateName(rt.name); err != nil {
 			return err
 		}
+	}
+	if err := a.authorize(c, rt); err != nil {
+		return err
 	}
 	m := c.Request().Method
 	write := m == http.MethodPost || m == http.MethodPut || m == http.MethodPatch || m == http.MethodDelete

@@ -66,7 +66,8 @@ func (a *api) tags(c echo.Context, name string) error {
 }
 
 // catalog serves GET /v2/_catalog?n=&last=: 200 {"repositories"} in lexical order with a
-// Link header when more follow; 400 PAGINATION_NUMBER_INVALID / NAME_INVALID.
+// Link header when more follow, only those the caller may pull under access control;
+// 400 PAGINATION_NUMBER_INVALID / NAME_INVALID.
 func (a *api) catalog(c echo.Context) error {
 	n, last, err := a.pagination(c)
 	if err != nil {
@@ -77,14 +78,37 @@ func (a *api) catalog(c echo.Context) error {
 			return err
 		}
 	}
-	repos, more, err := a.reg.Catalog(c.Request().Context(), last, n)
+	repos, more, err := a.catalogPage(c, last, n)
 	if err != nil {
 		return err
 	}
-	if more {
+	if more && len(repos) > 0 {
 		setLink(c, "/v2/_catalog", n, repos[len(repos)-1])
 	}
 	return writeJSON(c, http.StatusOK, echo.MIMEApplicationJSON, map[string]any{"repositories": repos})
+}
+
+// catalogPage returns up to n repositories after last that the caller may see, and
+// whether more follow.
+func (a *api) catalogPage(c echo.Context, last string, n int) ([]string, bool, error) {
+	if a.opts.Auth == nil {
+		return a.reg.Catalog(c.Request().Context(), last, n)
+	}
+	all, _, err := a.reg.Catalog(c.Request().Context(), last, -1)
+	if err != nil {
+		return nil, false, err
+	}
+	repos := []string{}
+	for _, r := range all {
+		if !a.listable(c, r) {
+			continue
+		}
+		if len(repos) == n {
+			return repos, true, nil
+		}
+		repos = append(repos, r)
+	}
+	return repos, false, nil
 }
 
 // referrers serves GET /v2/<name>/referrers/<digest>[?artifactType=]: 200 with an OCI

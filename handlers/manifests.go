@@ -83,7 +83,7 @@ func (a *api) putManifest(c echo.Context, name, ref string) error {
 		return err
 	}
 	h := c.Response().Header()
-	h.Set("Location", "/v2/"+name+"/manifests/"+m.Digest.String())
+	h.Set("Location", a.location(req, "/v2/"+name+"/manifests/"+m.Digest.String()))
 	h.Set("Docker-Content-Digest", m.Digest.String())
 	if m.Subject != "" {
 		h.Set("OCI-Subject", m.Subject.String())

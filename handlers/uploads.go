@@ -24,7 +24,7 @@ func blobLocation(name string, d digest.Digest) string {
 // setUploadHeaders writes Location, Range and Docker-Upload-UUID for an open upload.
 func (a *api) setUploadHeaders(c echo.Context, name string, u *storage.Upload) {
 	h := c.Response().Header()
-	h.Set("Location", uploadLocation(name, u, a.reg.Token(u)))
+	h.Set("Location", a.location(c.Request(), uploadLocation(name, u, a.reg.Token(u))))
 	h.Set("Range", u.RangeHeader())
 	h.Set("Docker-Upload-UUID", u.ID)
 	h.Set(echo.HeaderContentLength, "0")
@@ -32,8 +32,9 @@ func (a *api) setUploadHeaders(c echo.Context, name string, u *storage.Upload) {
 
 // startUpload serves POST /v2/<name>/blobs/uploads/.
 //
-// ?mount=<digest>&from=<repo>: 201 with Location when from holds the blob, else a normal
-// upload. ?digest=<digest> with a body: monolithic upload, 201. Otherwise 202 with Location
+// ?mount=<digest>&from=<repo>: 201 with Location when from holds the blob and the caller
+// may pull from it, else a normal upload (so a mount never reveals what exists).
+// ?digest=<digest> with a body: monolithic upload, 201. Otherwise 202 with Location
 // (signed state), Range 0-0 and Docker-Upload-UUID. 400 NAME_INVALID / DIGEST_INVALID.
 func (a *api) startUpload(c echo.Context, name string) error {
 	req := c.Request()
@@ -50,12 +51,14 @@ func (a *api) startUpload(c echo.Context, name string) error {
 				return err
 			}
 		}
-		ok, err := a.reg.MountBlob(ctx, name, from, d)
-		if err != nil {
-			return err
-		}
-		if ok {
-			return blobCreated(c, name, d)
+		if a.mayMount(c, from) {
+			ok, err := a.reg.MountBlob(ctx, name, from, d)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return a.blobCreated(c, name, d)
+			}
 		}
 	} else if dg := q.Get("digest"); dg != "" {
 		d, err := storage.ParseDigest(dg)
@@ -65,27 +68,29 @@ func (a *api) startUpload(c echo.Context, name string) error {
 		if _, err := a.reg.PutBlob(ctx, name, req.Body, d); err != nil {
 			return err
 		}
-		return blobCreated(c, name, d)
+		return a.blobCreated(c, name, d)
 	}
 	u, err := a.reg.StartUpload(ctx, name)
 	if err != nil {
 		return err
 	}
+	u.Owner = identity(c).Owner()
 	a.setUploadHeaders(c, name, u)
 	return c.NoContent(http.StatusAccepted)
 }
 
-func blobCreated(c echo.Context, name string, d digest.Digest) error {
+func (a *api) blobCreated(c echo.Context, name string, d digest.Digest) error {
 	h := c.Response().Header()
-	h.Set("Location", blobLocation(name, d))
+	h.Set("Location", a.location(c.Request(), blobLocation(name, d)))
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set(echo.HeaderContentLength, "0")
 	return c.NoContent(http.StatusCreated)
 }
 
-// upload parses the upload id and signed state of the request.
+// upload parses the upload id and signed state of the request; a state issued to another
+// identity is 404 BLOB_UPLOAD_UNKNOWN.
 func (a *api) upload(c echo.Context, name, id string) (*storage.Upload, error) {
-	return a.reg.ParseUpload(name, id, c.Request().URL.Query().Get("_state"))
+	return a.reg.ParseUpload(name, identity(c).Owner(), id, c.Request().URL.Query().Get("_state"))
 }
 
 var contentRangeRe = regexp.MustCompile(`^(?:bytes[ =])?([0-9]{1,18})-([0-9]{1,18})(?:/(?:[0-9]+|\*))?$`)
@@ -127,18 +132,18 @@ func (a *api) patchUpload(c echo.Context, name, id string) error {
 		return err
 	}
 	if err := a.reg.AppendUpload(c.Request().Context(), u, start, c.Request().Body); err != nil {
-		return withLocation(err, name, u, a)
+		return a.withLocation(c, err, name, u)
 	}
 	a.setUploadHeaders(c, name, u)
 	return c.NoContent(http.StatusAccepted)
 }
 
 // withLocation adds the upload's current Location to a 416 so the client can resume.
-func withLocation(err error, name string, u *storage.Upload, a *api) error {
+func (a *api) withLocation(c echo.Context, err error, name string, u *storage.Upload) error {
 	if regerr.Of(err, regerr.BlobUploadOutOfOrder) {
 		var e *regerr.Error
 		if errors.As(err, &e) {
-			e.WithHeader("Location", uploadLocation(name, u, a.reg.Token(u)))
+			e.WithHeader("Location", a.location(c.Request(), uploadLocation(name, u, a.reg.Token(u))))
 		}
 	}
 	return err
@@ -161,9 +166,9 @@ func (a *api) putUpload(c echo.Context, name, id string) error {
 		return err
 	}
 	if _, err := a.reg.FinishUpload(c.Request().Context(), u, start, c.Request().Body, d); err != nil {
-		return withLocation(err, name, u, a)
+		return a.withLocation(c, err, name, u)
 	}
-	return blobCreated(c, name, d)
+	return a.blobCreated(c, name, d)
 }
 
 // uploadStatus serves GET /v2/<name>/blobs/uploads/<id>: 204 with Location and Range, or

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, idempotently and at pinned versions, every tool the test suite needs, under
 # $REGISTRYD_TOOLS (default ~/.cache/registryd-tools): MinIO, fake-gcs-server, Azurite, the OCI
-# conformance suite, CNCF Distribution (layout compatibility), the oras, regctl and helm CLIs,
+# conformance suite, CNCF Distribution (layout compatibility), the oras, regctl, helm and crane CLIs,
 # kubeconform with Kubernetes schemas converted offline, kube-apiserver built from source, and the
 # Debian packages for the real-client tests (docker.io, skopeo, etcd-server). A tool already present at its pinned version is not
 # rebuilt. Usage: scripts/install-tools.sh [tool...]   (default: all)
@@ -21,6 +21,7 @@ DISTRIBUTION_VERSION=v3.1.2
 ORAS_VERSION=v1.3.6
 REGCTL_VERSION=v0.11.7
 HELM_VERSION=v3.22.0
+CRANE_VERSION=v0.22.1
 KUBECONFORM_VERSION=v0.8.0
 KUBE_OPENAPI_VERSION=v0.0.0-20250910181357-589584f1c912  # its testdata holds the OpenAPI v2 document
 K8S_SCHEMAS_BUILD=1   # bump when the schema conversion changes
@@ -41,6 +42,7 @@ install_minio() { go_tool minio "github.com/minio/minio@$MINIO_VERSION"; }
 install_fakegcs() { go_tool fake-gcs-server "github.com/fsouza/fake-gcs-server@$FAKEGCS_VERSION"; }
 install_oras() { go_tool oras "oras.land/oras/cmd/oras@$ORAS_VERSION"; }
 install_regctl() { go_tool regctl "github.com/regclient/regclient/cmd/regctl@$REGCTL_VERSION"; }
+install_crane() { go_tool crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"; }
 install_helm() { go_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
 install_distribution() { go_tool registry "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION"; }
 
@@ -119,7 +121,7 @@ install_debian() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
-all=(debian azurite conformance fakegcs minio distribution oras regctl helm kubeconform k8sschemas kubeapiserver)
+all=(debian azurite conformance fakegcs minio distribution oras regctl helm crane kubeconform k8sschemas kubeapiserver)
 want=("$@")
 [[ ${#want[@]} -eq 0 ]] && want=("${all[@]}")
 for t in "${want[@]}"; do "install_$t"; done

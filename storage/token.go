@@ -20,6 +20,10 @@ import (
 type Upload struct {
 	// Repo is the repository the upload belongs to (bound into the signature, not stored).
 	Repo string
+	// Owner is the opaque identity of the caller that started the upload ("" when
+	// anonymous or when access control is off). Like Repo it is bound into the signature,
+	// not stored: a token issued to one owner does not parse for another.
+	Owner string
 	// ID is the upload's id (Docker-Upload-UUID).
 	ID string
 	// Offset is the number of bytes acknowledged so far.
@@ -70,7 +74,7 @@ func (r *Registry) Token(u *Upload) string {
 	b = binary.AppendVarint(b, u.Started.Unix())
 	b = appendBytes(b, u.hash)
 	b = appendBytes(b, u.state)
-	b = append(b, r.sign(u.Repo, b)...)
+	b = append(b, r.sign(u.Repo, u.Owner, b)...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -79,21 +83,31 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
-func (r *Registry) sign(repo string, payload []byte) []byte {
+// sign MACs payload bound to repo and owner. An empty owner adds nothing, so tokens of
+// anonymous uploads are those of registryd versions without access control. A repository
+// name contains no NUL, the owner enters as a fixed-size hash after a marker, and payload
+// starts with the version byte, so the encoding is unambiguous whatever the owner holds.
+func (r *Registry) sign(repo, owner string, payload []byte) []byte {
 	m := hmac.New(sha256.New, r.opts.Secret)
 	m.Write([]byte("registryd-upload\x00"))
 	m.Write([]byte(repo))
 	m.Write([]byte{0})
+	if owner != "" {
+		m.Write([]byte("owner\x00"))
+		sum := sha256.Sum256([]byte(owner))
+		m.Write(sum[:])
+	}
 	m.Write(payload)
 	return m.Sum(nil)
 }
 
 var errBadToken = errors.New("malformed upload token")
 
-// ParseUpload verifies token for repository repo and upload id (from the URL path) and
-// returns the upload it describes. A token that is malformed, forged, tampered with,
-// signed for another repository or id, or expired yields BLOB_UPLOAD_UNKNOWN.
-func (r *Registry) ParseUpload(repo, id, token string) (*Upload, error) {
+// ParseUpload verifies token for repository repo, the caller's identity owner (as set in
+// Upload.Owner when the upload started) and upload id (from the URL path) and returns the
+// upload it describes. A token that is malformed, forged, tampered with, signed for
+// another repository, owner or id, or expired yields BLOB_UPLOAD_UNKNOWN.
+func (r *Registry) ParseUpload(repo, owner, id, token string) (*Upload, error) {
 	unknown := func(why string) error {
 		return regerr.BlobUploadUnknown.WithDetail(map[string]string{"reason": why}).WithCause(errBadToken)
 	}
@@ -105,10 +119,10 @@ func (r *Registry) ParseUpload(repo, id, token string) (*Upload, error) {
 		return nil, unknown("malformed upload state")
 	}
 	payload, mac := raw[:len(raw)-sha256.Size], raw[len(raw)-sha256.Size:]
-	if !hmac.Equal(mac, r.sign(repo, payload)) {
+	if !hmac.Equal(mac, r.sign(repo, owner, payload)) {
 		return nil, unknown("upload state signature mismatch")
 	}
-	u := &Upload{Repo: repo}
+	u := &Upload{Repo: repo, Owner: owner}
 	p := payload
 	if p[0] != tokenVersion {
 		return nil, unknown("unknown upload state version")

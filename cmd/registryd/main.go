@@ -129,6 +129,16 @@ func purgeUploads(ctx context.Context, reg *storage.Registry, cfg *config.Config
 // serve runs the registry until ctx is cancelled, then drains in-flight requests.
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log := newLogger(cfg.Log, logw)
+	metrics := prometheus.NewRegistry()
+	authz, watchAuth, err := newAuth(cfg.Auth, log, metrics)
+	if err != nil {
+		return err
+	}
+	go watchAuth(ctx)
+	tlsConfig, err := newTLSConfig(cfg.HTTP, log)
+	if err != nil {
+		return err
+	}
 	d, err := openDriver(ctx, cfg)
 	if err != nil {
 		return err
@@ -153,7 +163,6 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e, err := handlers.New(handlers.Options{
 		Registry:         reg,
@@ -164,11 +173,14 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		MaxListEntries:   cfg.Limits.MaxListEntries,
 		Metrics:          metrics,
 		ServeOps:         cfg.HTTP.Debug.Addr == "",
+		Auth:             authz,
+		AbsoluteURLs:     cfg.HTTP.AbsoluteURLs(),
+		Host:             cfg.HTTP.HostURL(),
 	})
 	if err != nil {
 		return err
 	}
-	servers := []*http.Server{{Addr: cfg.HTTP.Addr, Handler: e, ReadHeaderTimeout: 30 * time.Second,
+	servers := []*http.Server{{Addr: cfg.HTTP.Addr, Handler: e, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsConfig,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
 	if cfg.HTTP.Debug.Addr != "" {
 		servers = append(servers, &http.Server{Addr: cfg.HTTP.Debug.Addr, Handler: handlers.NewOps(reg, metrics),
@@ -180,8 +192,8 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", s.Addr, err)
 		}
-		log.Info("listening", "addr", l.Addr().String(), "storage", d.Name(), "version", versionString())
-		go func() { errc <- s.Serve(l) }()
+		log.Info("listening", "addr", l.Addr().String(), "tls", s.TLSConfig != nil, "storage", d.Name(), "version", versionString())
+		go func() { errc <- serveListener(s, l) }()
 	}
 	purgeCtx, stopPurging := context.WithCancel(ctx)
 	purged := make(chan struct{})

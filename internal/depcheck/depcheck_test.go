@@ -17,6 +17,7 @@ var forbidden = map[string][]string{
 	mod + "driver":   {mod + "storage", mod + "handlers", "github.com/labstack/echo"},
 	mod + "errors":   {mod + "storage", mod + "handlers", mod + "driver"},
 	mod + "config":   {mod + "storage", mod + "handlers", mod + "driver"},
+	mod + "auth":     {mod + "storage", mod + "handlers", mod + "driver", mod + "config", "github.com/labstack/echo"},
 }
 
 func TestDependencyDirection(t *testing.T) {

@@ -20,7 +20,8 @@ import (
 // systemd: vfs storage, no bridge, no iptables, its own data-root, exec-root and socket
 // under one temp directory, and its own managed containerd. It is meant for push/pull
 // tests against registries on 127.0.0.1, which the engine treats as plain-http
-// registries by default; it is never given an image name that would reach docker.io.
+// registries by default, or in a test's NetNS (TLS verified, CA from TrustRegistry); it
+// is never given an image name that would reach docker.io.
 type Dockerd struct {
 	*Process
 	// Host is the DOCKER_HOST value: "unix://<root>/s".

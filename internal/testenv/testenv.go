@@ -1,5 +1,6 @@
 // Package testenv starts the real components tests run against (emulators, registryd
-// itself, reference registries) as child processes on free loopback ports, and stops them
+// itself, reference registries) as child processes on free loopback ports, or in a
+// network namespace the test makes (NewNetNS) when loopback will not do, and stops them
 // when the test ends. Tools are found in $REGISTRYD_TOOLS/bin (installed by
 // scripts/install-tools.sh); a missing tool fails the test, it never skips it.
 //
