@@ -319,6 +319,17 @@ func testPodInDocker(t *testing.T, k *kube, install installFunc) {
 		}
 	}
 
+	if auth {
+		resp, err := http.Get("http://" + host + "/v2/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("anonymous GET /v2/ with htpasswd on: %s, want 401", resp.Status)
+		}
+	}
+
 	// docker push and pull through the container's port.
 	if auth {
 		login := dk.Command(ctx, "login", host, "-u", pr.username, "--password-stdin")
