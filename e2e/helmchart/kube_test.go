@@ -90,6 +90,17 @@ func TestChartOnKubernetes(t *testing.T) {
 	k := startKube(t)
 
 	t.Run("examples", func(t *testing.T) {
+		// A bare API server has no Gateway API or Prometheus Operator: minimal CRDs stand in,
+		// so the HTTPRoute and ServiceMonitor are stored too.
+		crds := run(context.Background(), time.Minute, nil, strings.NewReader(minimalCRDs), k.kubectl, "--kubeconfig", k.kubeconfig, "apply", "-f", "-")
+		if crds.err != nil {
+			t.Fatal(crds.err)
+		}
+		waitCRDs := run(context.Background(), 2*time.Minute, nil, nil, k.kubectl, "--kubeconfig", k.kubeconfig, "wait", "--for=condition=Established", "--timeout=90s",
+			"crd/httproutes.gateway.networking.k8s.io", "crd/servicemonitors.monitoring.coreos.com")
+		if waitCRDs.err != nil {
+			t.Fatal(waitCRDs.err)
+		}
 		for _, name := range sortedKeys(examples(t)) {
 			file := examples(t)[name]
 			ns := "ex-" + name
@@ -107,19 +118,26 @@ func TestChartOnKubernetes(t *testing.T) {
 				t.Errorf("%s: image %q", name, str(c, "image"))
 			}
 			list := run(context.Background(), time.Minute, nil, nil, k.kubectl, "--kubeconfig", k.kubeconfig, "-n", ns, "get",
-				"deployment,service,configmap,secret,serviceaccount,persistentvolumeclaim,poddisruptionbudget,horizontalpodautoscaler,ingress,networkpolicy", "-o", "name")
+				"deployment,service,configmap,secret,serviceaccount,persistentvolumeclaim,poddisruptionbudget,horizontalpodautoscaler,ingress,networkpolicy,httproute,servicemonitor", "-o", "name")
 			if list.err != nil {
 				t.Fatal(list.err)
 			}
+			stored := map[string]bool{}
+			for _, line := range strings.Fields(list.stdout) {
+				// "deployment.apps/r-registryd" -> "deployment/r-registryd"
+				resource, objName, _ := strings.Cut(line, "/")
+				resource, _, _ = strings.Cut(resource, ".")
+				stored[resource+"/"+objName] = true
+			}
 			manifest := k.mustHelm(t, "get", "manifest", "r", "-n", ns)
-			for _, o := range parseObjects(t, manifest) {
-				if o.kind() == "HTTPRoute" || o.kind() == "ServiceMonitor" {
-					continue
-				}
-				want := strings.ToLower(o.kind()) + "/" + o.name()
-				if !strings.Contains(strings.ToLower(list.stdout), want) {
+			objs := parseObjects(t, manifest)
+			for _, o := range objs {
+				if want := strings.ToLower(o.kind()) + "/" + o.name(); !stored[want] {
 					t.Errorf("%s: %s not stored:\n%s", name, want, list.stdout)
 				}
+			}
+			if len(objs) < 6 {
+				t.Errorf("%s: only %d objects in the release", name, len(objs))
 			}
 		}
 	})
@@ -201,3 +219,40 @@ func TestChartOnKubernetes(t *testing.T) {
 		})
 	})
 }
+
+// minimalCRDs define HTTPRoute and ServiceMonitor with open schemas, as a stand-in for the
+// Gateway API and Prometheus Operator CRDs on a bare API server.
+const minimalCRDs = `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: httproutes.gateway.networking.k8s.io
+  annotations:
+    # *.k8s.io groups need it; the Gateway API CRDs carry this one.
+    api-approved.kubernetes.io: https://github.com/kubernetes-sigs/gateway-api/pull/1538
+spec:
+  group: gateway.networking.k8s.io
+  scope: Namespaced
+  names: {plural: httproutes, singular: httproute, kind: HTTPRoute, listKind: HTTPRouteList}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`

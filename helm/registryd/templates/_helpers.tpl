@@ -112,7 +112,9 @@ new random one, which with several replicas is only allowed when the render can 
 {{- index $existing.data "http-secret" | b64dec }}
 {{- else }}
 {{- if include "registryd.multiReplica" . }}
-{{- $ns := lookup "v1" "Namespace" "" .Release.Namespace }}
+{{- /* The release's namespace may not exist yet (--create-namespace creates it after the
+     render), "default" always does: either seen means the cluster is. */}}
+{{- $ns := or (lookup "v1" "Namespace" "" .Release.Namespace) (lookup "v1" "Namespace" "" "default") }}
 {{- if not $ns }}
 {{- fail "httpSecret: replicaCount > 1 or autoscaling needs one HTTP secret shared by every pod and kept across renders, and this render cannot see the cluster (helm template, --dry-run, a GitOps tool) to keep a generated one. Set httpSecret.existingSecret (a Secret you manage) or httpSecret.value." }}
 {{- end }}
