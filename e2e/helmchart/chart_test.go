@@ -94,6 +94,7 @@ func TestChartRejects(t *testing.T) {
 		{"gcp identity with a bad account", "cloudIdentity.provider=gcp,cloudIdentity.gcp.serviceAccount=me", []string{"/cloudIdentity/gcp/serviceAccount"}},
 		{"short http secret", "httpSecret.value=short", []string{"/httpSecret/value"}},
 		{"replicas on a ReadWriteOnce volume", "replicaCount=2,httpSecret.value=0123456789abcdef0123", []string{"accessMode=ReadWriteOnce", "ReadWriteMany"}},
+		{"replicas on an existing ReadWriteOnce claim", "replicaCount=2,httpSecret.value=0123456789abcdef0123,storage.filesystem.persistence.existingClaim=data", []string{"accessMode=ReadWriteOnce"}},
 		{"autoscaling on an emptyDir", "autoscaling.enabled=true,storage.filesystem.persistence.enabled=false,httpSecret.value=0123456789abcdef0123", []string{"emptyDir"}},
 		{"replicas without a stable HTTP secret", "storage.backend=s3,storage.s3.bucket=b,storage.s3.region=r,replicaCount=3", []string{"httpSecret", "httpSecret.existingSecret", "httpSecret.value"}},
 		{"autoscaling without a stable HTTP secret", "storage.backend=gcs,storage.gcs.bucket=b,autoscaling.enabled=true", []string{"httpSecret"}},
@@ -328,6 +329,20 @@ func TestChartRendering(t *testing.T) {
 		}
 		if get(find(t, objs, "Deployment", "r-registryd"), "spec", "replicas") != nil || !has(objs, "HorizontalPodAutoscaler") {
 			t.Error("autoscaling: the Deployment pins replicas or there is no HPA")
+		}
+	})
+
+	t.Run("a ReadWriteMany volume scales with a rolling update", func(t *testing.T) {
+		objs := render(t, helm, "--set", "replicaCount=3,httpSecret.value=0123456789abcdef0123,storage.filesystem.persistence.accessMode=ReadWriteMany")
+		dep := find(t, objs, "Deployment", "r-registryd")
+		if str(dep, "spec", "strategy", "type") != "RollingUpdate" || fmt.Sprint(get(dep, "spec", "strategy", "rollingUpdate", "maxUnavailable")) != "0" {
+			t.Errorf("strategy: %v", get(dep, "spec", "strategy"))
+		}
+		if mode := str(find(t, objs, "PersistentVolumeClaim", "r-registryd"), "spec", "accessModes", 0); mode != "ReadWriteMany" {
+			t.Errorf("PVC access mode %q", mode)
+		}
+		if !has(objs, "PodDisruptionBudget") {
+			t.Error("3 replicas without a PodDisruptionBudget")
 		}
 	})
 

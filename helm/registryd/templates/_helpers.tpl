@@ -62,8 +62,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not $s.filesystem.persistence.enabled }}
 {{- fail "storage.filesystem.persistence.enabled=false (an emptyDir per pod) cannot serve replicaCount > 1 or autoscaling: each pod would see different data. Use a shared backend (s3, gcs, azure) or a ReadWriteMany volume." }}
 {{- end }}
-{{- if and (not $s.filesystem.persistence.existingClaim) (ne $s.filesystem.persistence.accessMode "ReadWriteMany") }}
-{{- fail (printf "storage.filesystem.persistence.accessMode=%s cannot be shared by replicaCount > 1 or autoscaling: set accessMode to ReadWriteMany or use a shared backend (s3, gcs, azure)" $s.filesystem.persistence.accessMode) }}
+{{- if ne $s.filesystem.persistence.accessMode "ReadWriteMany" }}
+{{- fail (printf "storage.filesystem.persistence.accessMode=%s cannot be shared by replicaCount > 1 or autoscaling: use a ReadWriteMany volume (accessMode: ReadWriteMany; with existingClaim, the claim's mode) or a shared backend (s3, gcs, azure)" $s.filesystem.persistence.accessMode) }}
 {{- end }}
 {{- end }}
 {{- $sd := .Values.shutdown }}
