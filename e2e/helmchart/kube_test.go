@@ -104,7 +104,15 @@ func TestChartOnKubernetes(t *testing.T) {
 		for _, name := range sortedKeys(examples(t)) {
 			file := examples(t)[name]
 			ns := "ex-" + name
-			k.mustHelm(t, "install", "r", chartDir(t), "-n", ns, "--create-namespace", "-f", file)
+			notes := k.mustHelm(t, "install", "r", chartDir(t), "-n", ns, "--create-namespace", "-f", file)
+			for _, want := range []string{"docker push ", "helm push ", "helm test r -n " + ns} {
+				if !strings.Contains(notes, want) {
+					t.Errorf("%s: NOTES lack %q:\n%s", name, want, notes)
+				}
+			}
+			if name == "filesystem" && !strings.Contains(notes, "docker login registry.example.com") {
+				t.Errorf("filesystem: NOTES lack the docker login of the ingress host:\n%s", notes)
+			}
 			dep := k.getJSON(t, ns, "deployment", "r-registryd")
 			// Defaults the API server fills in prove it decoded and validated the object.
 			if got := fmt.Sprint(get(dep, "spec", "progressDeadlineSeconds")); got != "600" {
