@@ -25,6 +25,9 @@ Usage:
   registryd [serve] [-c FILE | FILE]      serve the registry (the default command)
   registryd config check [-c FILE | FILE] validate the configuration and print it, secrets masked
   registryd version                       print the version and build information
+  registryd selftest [-insecure] URL      push and pull a blob through a running registry
+                                          (the Helm chart's test; REGISTRYD_SELFTEST_USERNAME and _PASSWORD)
+  registryd sleep DURATION                wait, then exit 0 (the chart's preStop pause)
   registryd help                          print this help
 
 Without a file, the configuration is the defaults (filesystem storage under ./data,

@@ -3,6 +3,8 @@
 //	registryd [serve] [-c FILE | FILE]       serve the registry (no file: filesystem under ./data, :5000)
 //	registryd config check [-c FILE | FILE]  validate the configuration, print it with secrets masked
 //	registryd version                        print the version and build information
+//	registryd selftest [-insecure] URL       push and pull a blob through a running registry (helm test)
+//	registryd sleep DURATION                 wait (the Helm chart's preStop pause; the image has no shell)
 //
 // Exit status: 0 on success, 1 on a runtime failure (including a drain that timed out),
 // 2 on a command-line mistake or an invalid configuration.
@@ -106,8 +108,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return exitFailure
 		}
 		return exitOK
+	case "selftest":
+		return commandStatus(stderr, runSelftest(ctx, args, stdout, os.Getenv))
+	case "sleep":
+		return commandStatus(stderr, runSleep(ctx, args))
 	default:
-		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, version or help)\n", cmd)
+		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, version, selftest, sleep or help)\n", cmd)
 		return exitUsage
 	}
 }
@@ -285,4 +291,14 @@ func withHeaders(h http.Handler, headers map[string][]string) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// commandStatus reports a one-shot command's error on stderr and turns it into the exit
+// status: 0 when it succeeded, 1 otherwise.
+func commandStatus(stderr io.Writer, err error) int {
+	if err != nil {
+		fmt.Fprintln(stderr, "registryd:", err)
+		return exitFailure
+	}
+	return exitOK
 }
