@@ -15,7 +15,7 @@ REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || true)}
 OUT=${OUT:-dist}
 GOARCH=${GOARCH:-$(go env GOARCH)}
 mkdir -p "$OUT"
-CGO_ENABLED=0 GOOS=linux GOARCH=$GOARCH go build -trimpath -buildvcs=false \
+CGO_ENABLED=0 GOOS=linux GOARCH=$GOARCH go build -trimpath -buildvcs=auto \
   -ldflags "-s -w -X main.version=$VERSION" -o "$OUT/registryd" ./cmd/registryd
 rm -rf "$OUT/oci"
 go run ./internal/release/cmd/build-image -binary "$OUT/registryd" -version "$VERSION" \

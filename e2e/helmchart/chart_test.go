@@ -61,10 +61,7 @@ func TestChartExamples(t *testing.T) {
 			}
 			objs := parseObjects(t, out)
 			cm := find(t, objs, "ConfigMap", "r-registryd")
-			cfg, removed := stripUnknown(t, str(cm, "data", "config.yml"))
-			if len(removed) > 0 {
-				t.Logf("registryd does not know %v yet: checked the config without them", removed)
-			}
+			cfg := str(cm, "data", "config.yml")
 			env := []string{"REGISTRY_HTTP_SECRET=0123456789abcdef0123456789"}
 			if _, err := config.Load(strings.NewReader(cfg), env); err != nil {
 				t.Fatalf("registryd refuses the rendered config: %v\n%s", err, cfg)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"sort"
 	"strings"
@@ -18,7 +17,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/internal/testenv"
 )
 
@@ -180,67 +178,4 @@ func has(objs []object, kind string) bool {
 		}
 	}
 	return false
-}
-
-// knowsKey reports whether registryd's config has the dotted key (yaml tags), so a test can
-// tell the keys the binary accepts today from those still being added.
-func knowsKey(key string) bool {
-	t := reflect.TypeOf(config.Config{})
-	for _, part := range strings.Split(key, ".") {
-		for t.Kind() == reflect.Pointer {
-			t = t.Elem()
-		}
-		if t.Kind() != reflect.Struct {
-			return false
-		}
-		found := false
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if strings.Split(f.Tag.Get("yaml"), ",")[0] == part {
-				t, found = f.Type, true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
-
-// pendingKeys are config keys the chart renders that registryd may not know yet (other work
-// adds them); see stripUnknown.
-var pendingKeys = []string{"http.draindelay", "http.host", "http.relativeurls", "http.tls", "auth"}
-
-// stripUnknown removes from a rendered config the pending keys registryd does not know yet and
-// returns the YAML and the keys removed.
-func stripUnknown(t testing.TB, cfg string) (string, []string) {
-	t.Helper()
-	var m map[string]any
-	if err := yaml.Unmarshal([]byte(cfg), &m); err != nil {
-		t.Fatalf("config.yml: %v", err)
-	}
-	var removed []string
-	for _, k := range pendingKeys {
-		if knowsKey(k) {
-			continue
-		}
-		parts := strings.Split(k, ".")
-		parent := m
-		for _, p := range parts[:len(parts)-1] {
-			parent, _ = parent[p].(map[string]any)
-		}
-		if parent == nil {
-			continue
-		}
-		if _, ok := parent[parts[len(parts)-1]]; ok {
-			delete(parent, parts[len(parts)-1])
-			removed = append(removed, k)
-		}
-	}
-	b, err := yaml.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b), removed
 }

@@ -36,7 +36,7 @@ func buildReleaseImage(t *testing.T) (tarPath, tag, version string) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	out, err := exec.Command(bin, "version").Output()
-	if err != nil || strings.TrimSpace(string(out)) != "registryd "+version {
+	if err != nil || strings.SplitN(string(out), "\n", 2)[0] != "registryd "+version {
 		t.Fatalf("registryd version = %q, %v; want %q", out, err, "registryd "+version)
 	}
 	if st, err := os.Stat(bin); err == nil {
@@ -254,7 +254,7 @@ func testPodInDocker(t *testing.T, k *kube, install installFunc) {
 	tarPath, tag, version := buildReleaseImage(t)
 	dk := testenv.StartDockerd(t)
 	dk.Run(t, "load", "-i", tarPath)
-	if out := dk.Run(t, "run", "--rm", "--network", "host", "--read-only", "--user", "65532", tag, "version"); strings.TrimSpace(out) != "registryd "+version {
+	if out := dk.Run(t, "run", "--rm", "--network", "host", "--read-only", "--user", "65532", tag, "version"); strings.SplitN(out, "\n", 2)[0] != "registryd "+version {
 		t.Fatalf("docker run %s version = %q", tag, out)
 	}
 	inspect := dk.Run(t, "image", "inspect", "--format", "{{.Config.User}} {{index .Config.Labels \"org.opencontainers.image.version\"}}", tag)
@@ -270,22 +270,10 @@ func testPodInDocker(t *testing.T, k *kube, install installFunc) {
 		"storage.filesystem.persistence.enabled=false", "storage.delete.enabled=true",
 		"shutdown.preStopSeconds=1", "shutdown.drainDelaySeconds=2", "shutdown.drainTimeoutSeconds=20", "shutdown.terminationGracePeriodSeconds=30",
 	}
-	auth := knowsKey("auth.htpasswd")
-	if auth {
-		set = append(set, "auth.htpasswd.enabled=true", "auth.htpasswd.users[0].username=ci", "auth.htpasswd.users[0].password=pod-test-0123456789")
-	} else {
-		t.Log("registryd does not know auth.htpasswd yet: the pod runs without auth")
-	}
-	drainDelay := knowsKey("http.draindelay")
-	if !drainDelay {
-		set = append(set, "shutdown.drainDelaySeconds=0")
-		t.Log("registryd does not know http.draindelay yet: the pod runs without it")
-	}
+	set = append(set, "auth.htpasswd.enabled=true", "auth.htpasswd.users[0].username=ci", "auth.htpasswd.users[0].password=pod-test-0123456789")
 	fetch, hooks := install(t, set)
 	pr := dockerRunFromPod(t, fetch, "r-registryd", "registryd")
-	if auth {
-		pr.username, pr.pass = "ci", "pod-test-0123456789"
-	}
+	pr.username, pr.pass = "ci", "pod-test-0123456789"
 	id := strings.TrimSpace(dk.Run(t, append(pr.args[:1], append([]string{"--name", "registryd-pod"}, pr.args[1:]...)...)...))
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -319,24 +307,20 @@ func testPodInDocker(t *testing.T, k *kube, install installFunc) {
 		}
 	}
 
-	if auth {
-		resp, err := http.Get("http://" + host + "/v2/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("anonymous GET /v2/ with htpasswd on: %s, want 401", resp.Status)
-		}
+	resp, err := http.Get("http://" + host + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous GET /v2/ with htpasswd on: %s, want 401", resp.Status)
 	}
 
 	// docker push and pull through the container's port.
-	if auth {
-		login := dk.Command(ctx, "login", host, "-u", pr.username, "--password-stdin")
-		login.Stdin = strings.NewReader(pr.pass)
-		if out, err := login.CombinedOutput(); err != nil {
-			t.Fatalf("docker login: %v\n%s", err, out)
-		}
+	login := dk.Command(ctx, "login", host, "-u", pr.username, "--password-stdin")
+	login.Stdin = strings.NewReader(pr.pass)
+	if out, err := login.CombinedOutput(); err != nil {
+		t.Fatalf("docker login: %v\n%s", err, out)
 	}
 	ref := host + "/registryd/registryd:" + tagOnly
 	dk.Run(t, "tag", tag, ref)
@@ -348,11 +332,9 @@ func testPodInDocker(t *testing.T, k *kube, install installFunc) {
 	hdir := t.TempDir()
 	k.mustHelm(t, "package", chartDir(t), "-d", hdir)
 	pkgs, _ := filepath.Glob(filepath.Join(hdir, "registryd-*.tgz"))
-	if auth {
-		res := run(ctx, time.Minute, k.env, strings.NewReader(pr.pass), k.helm, "registry", "login", host, "--plain-http", "-u", pr.username, "--password-stdin")
-		if res.err != nil {
-			t.Fatal(res.err)
-		}
+	res := run(ctx, time.Minute, k.env, strings.NewReader(pr.pass), k.helm, "registry", "login", host, "--plain-http", "-u", pr.username, "--password-stdin")
+	if res.err != nil {
+		t.Fatal(res.err)
 	}
 	k.mustHelm(t, "push", pkgs[0], "oci://"+host+"/charts", "--plain-http")
 	k.mustHelm(t, "pull", "oci://"+host+"/charts/registryd", "--version", "0.1.0", "--plain-http", "-d", t.TempDir())
@@ -361,10 +343,7 @@ func testPodInDocker(t *testing.T, k *kube, install installFunc) {
 	if err := os.WriteFile(note, []byte("pushed by oras through the pod\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	orasAuth := []string{}
-	if auth {
-		orasAuth = []string{"-u", pr.username, "-p", pr.pass}
-	}
+	orasAuth := []string{"-u", pr.username, "-p", pr.pass}
 	orasRun := func(args ...string) {
 		t.Helper()
 		c := exec.CommandContext(ctx, oras, append(args, orasAuth...)...)
@@ -393,9 +372,7 @@ func testPodInDocker(t *testing.T, k *kube, install installFunc) {
 	}
 	tc := get(testPod, "spec", "containers", 0)
 	targs := []string{"run", "--rm", "--network", "host", "--read-only", "--user", "65532", "--add-host", "r-registryd:127.0.0.1"}
-	if auth {
-		targs = append(targs, "-e", "REGISTRYD_SELFTEST_USERNAME="+pr.username, "-e", "REGISTRYD_SELFTEST_PASSWORD="+pr.pass)
-	}
+	targs = append(targs, "-e", "REGISTRYD_SELFTEST_USERNAME="+pr.username, "-e", "REGISTRYD_SELFTEST_PASSWORD="+pr.pass)
 	targs = append(targs, "--entrypoint", toStrings(get(tc, "command"))[0], str(tc, "image"))
 	targs = append(targs, toStrings(get(tc, "args"))...)
 	if out := dk.Run(t, targs...); !strings.Contains(out, "pushed and pulled sha256:") {
@@ -404,12 +381,12 @@ func testPodInDocker(t *testing.T, k *kube, install installFunc) {
 
 	// Termination as the kubelet does it: preStop, then SIGTERM, with an upload in flight
 	// that must complete; the container must exit 0 within the grace period.
-	drainUpload(t, ctx, dk, id, pr, host, drainDelay)
+	drainUpload(t, ctx, dk, id, pr, host)
 }
 
 // drainUpload streams a PATCH slowly, runs the preStop hook and sends SIGTERM while it is in
 // flight, and checks the PATCH succeeds and the container stops cleanly within the grace.
-func drainUpload(t *testing.T, ctx context.Context, dk *testenv.Dockerd, id string, pr podRun, host string, drainDelay bool) {
+func drainUpload(t *testing.T, ctx context.Context, dk *testenv.Dockerd, id string, pr podRun, host string) {
 	t.Helper()
 	client := &http.Client{}
 	do := func(req *http.Request) (*http.Response, error) {
@@ -469,11 +446,9 @@ func drainUpload(t *testing.T, ctx context.Context, dk *testenv.Dockerd, id stri
 		}
 	}
 	dk.Run(t, "kill", "--signal", "TERM", id)
-	if drainDelay {
-		time.Sleep(200 * time.Millisecond)
-		if err := probe(ctx, pr, "readinessProbe"); err == nil {
-			t.Error("readiness still passes after SIGTERM")
-		}
+	time.Sleep(200 * time.Millisecond)
+	if err := probe(ctx, pr, "readinessProbe"); err == nil {
+		t.Error("readiness still passes after SIGTERM")
 	}
 	r := <-done
 	if r.err != nil || r.status != http.StatusAccepted {
