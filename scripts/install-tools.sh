@@ -124,5 +124,28 @@ install_debian() {
 all=(debian azurite conformance fakegcs minio distribution oras regctl helm crane kubeconform k8sschemas kubeapiserver)
 want=("$@")
 [[ ${#want[@]} -eq 0 ]] && want=("${all[@]}")
-for t in "${want[@]}"; do "install_$t"; done
+
+# The installers are independent: on a fresh machine they run side by side (at most
+# $INSTALL_JOBS at once), so module downloads and apt overlap the compiles. Each one's output
+# goes to $TOOLS/logs/<tool>.log and is printed if it fails; a tool already installed costs
+# nothing. Any failure fails the script once all have finished.
+jobs_max=${INSTALL_JOBS:-4}
+mkdir -p "$TOOLS/logs"
+declare -A pid_of=()
+for t in "${want[@]}"; do
+  while (( $(jobs -rp | wc -l) >= jobs_max )); do wait -n || true; done
+  ( "install_$t" ) >"$TOOLS/logs/$t.log" 2>&1 &
+  pid_of[$t]=$!
+done
+failed=()
+for t in "${want[@]}"; do
+  if ! wait "${pid_of[$t]}"; then
+    failed+=("$t")
+    log "installing $t failed:"; tail -n 40 "$TOOLS/logs/$t.log" >&2
+  fi
+done
+if (( ${#failed[@]} > 0 )); then
+  log "failed: ${failed[*]}"
+  exit 1
+fi
 log "tools ready in $BIN"
