@@ -117,6 +117,12 @@ func (a *Auth) validate() error {
 		if len(r.Users) == 0 && len(r.Groups) == 0 && !r.Anonymous {
 			return &Error{Key: key, Msg: "names no users, groups or anonymous"}
 		}
+		for _, u := range r.Users {
+			if u == "" {
+				// A token without a subject has an empty name: never grant by it.
+				return &Error{Key: key + ".users", Msg: "empty user name (use anonymous: true for callers without credentials)"}
+			}
+		}
 		for _, g := range r.Groups {
 			if _, ok := a.Groups[g]; !ok {
 				return &Error{Key: key + ".groups", Msg: fmt.Sprintf("%q is not defined in auth.groups", g)}

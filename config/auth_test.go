@@ -26,6 +26,7 @@ func TestAuthValidation(t *testing.T) {
 		{"rules", "auth: {htpasswd: {path: p}, groups: {dev: [a, b]}, access: [{repository: 'team/**', groups: [dev], users: [c], actions: [pull, push, delete]}, {repository: 'pub/*', anonymous: true, actions: [pull]}]}", nil, ""},
 		{"rule without repository", "auth: {htpasswd: {path: p}, access: [{users: [a], actions: [pull]}]}", nil, "auth.access[0].repository: required"},
 		{"rule without subject", "auth: {htpasswd: {path: p}, access: [{repository: a, actions: [pull]}]}", nil, "auth.access[0]: names no users"},
+		{"rule with an empty user name", "auth: {htpasswd: {path: p}, access: [{repository: a, users: [\"\"], actions: [pull]}]}", nil, "auth.access[0].users: empty user name"},
 		{"undefined group", "auth: {htpasswd: {path: p}, access: [{repository: a, groups: [ops], actions: [pull]}]}", nil, `auth.access[0].groups: "ops" is not defined`},
 		{"unknown action", "auth: {htpasswd: {path: p}, access: [{repository: a, users: [u], actions: [pull, write]}]}", nil, `auth.access[0].actions: "write"`},
 		{"no actions", "auth: {htpasswd: {path: p}, access: [{repository: a, users: [u]}]}", nil, "auth.access[0].actions: required"},

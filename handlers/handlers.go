@@ -80,6 +80,9 @@ func New(opts Options) (*echo.Echo, error) {
 	}
 	a := &api{reg: opts.Registry, log: opts.Logger, opts: opts}
 	e := echo.New()
+	// The request log names the peer the connection came from: X-Forwarded-For and
+	// X-Real-IP are whatever a client chose to send.
+	e.IPExtractor = echo.ExtractIPDirect()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.handleError
 	e.Pre(requestID)

@@ -59,6 +59,10 @@ func (r *Readiness) Check(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// Drain may have begun while this probe waited for another probe's check.
+	if r.draining.Load() {
+		return errDraining
+	}
 	if !r.checked.IsZero() && time.Since(r.checked) < r.interval {
 		return r.last
 	}

@@ -73,3 +73,28 @@ func TestReadiness(t *testing.T) {
 		t.Errorf("%d backend checks, want 3 (draining needs none)", n)
 	}
 }
+
+// TestReadinessDrainWhileWaiting: a probe that waited for another probe's backend check
+// answers "draining" once Drain has begun, never the cached success.
+func TestReadinessDrainWhileWaiting(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	r := NewReadiness(func(ctx context.Context) error {
+		once.Do(func() { close(started) })
+		<-release
+		return nil
+	}, time.Hour, nil)
+	first := make(chan error, 1)
+	go func() { first <- r.Check(context.Background()) }()
+	<-started // the first probe holds the lock in its backend check
+	second := make(chan error, 1)
+	go func() { second <- r.Check(context.Background()) }()
+	time.Sleep(20 * time.Millisecond) // the second probe waits for the lock
+	r.Drain()
+	close(release)
+	for i, ch := range []chan error{first, second} {
+		if err := <-ch; !errors.Is(err, errDraining) {
+			t.Errorf("probe %d after Drain: %v, want errDraining", i+1, err)
+		}
+	}
+}

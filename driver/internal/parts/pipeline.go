@@ -226,7 +226,12 @@ func (p *Pipeline) abandon() {
 	if p.ended != nil {
 		return
 	}
+	// The cause of the pipeline's ctx, which may not be cancelled yet while its parent's
+	// cancellation reaches the children: never leave ended nil here.
 	p.ended = context.Cause(p.ctx)
+	if p.ended == nil {
+		p.ended = context.Canceled
+	}
 	p.release()
 	if p.opts.Abandon != nil {
 		p.opts.Abandon()
@@ -273,7 +278,8 @@ func (p *Pipeline) grow() error {
 	size := p.opts.PartSize
 	switch {
 	case p.buf == nil && p.hint > 0:
-		size = p.hint
+		// The hint sizes the first buffer only: after a part is sent, whole parts.
+		size, p.hint = p.hint, 0
 	case p.parts == 0:
 		if next := max(2*int64(cap(p.buf)), min(firstBuffer, p.opts.Small)); next > int64(cap(p.buf)) && next <= p.opts.Small && next < size {
 			size = next
