@@ -2,7 +2,6 @@ package gcs
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -65,8 +64,8 @@ func TestRetryAttempts(t *testing.T) {
 				d = driver.WithRetry(d, policy)
 			}
 			err = c.call(context.Background(), d)
-			if !errors.Is(err, driver.ErrUnavailable) {
-				t.Fatalf("error %v, want ErrUnavailable", err)
+			if !driver.Retryable(err) {
+				t.Fatalf("error %v, want a transient failure (ErrUnavailable or ErrThrottled)", err)
 			}
 			if n := requests.Load(); n != int64(policy.MaxAttempts) {
 				t.Errorf("%d requests, want %d", n, policy.MaxAttempts)
