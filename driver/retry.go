@@ -72,6 +72,19 @@ func Retryable(err error) bool {
 // ErrNotFound on a retry after a failed attempt counts as success (the failed attempt may
 // have deleted the object). Writer and its operations are passed through: a write
 // session's bytes cannot be replayed here. With p.MaxAttempts < 2, d itself is returned.
+//
+// One retry layer: the context WithRetry passes to d for a call it retries is marked
+// (RetriedByCaller), and the backend drivers (s3, gcs, azure) then make each backend
+// request of that call once, with their SDK's retries off. Requests of calls WithRetry
+// does not retry (Writer operations, a Put whose body cannot be rewound) are retried
+// inside the driver, by the SDK or, for GCS writer uploads and composes, which its client
+// does not retry, by a loop of the driver around requests the client tries once; the
+// driver is given the same policy (each driver's WithRetryPolicy option). That is the one
+// exception to WithRetry being the only layer, and it cannot multiply attempts: WithRetry
+// never retries those calls. Either way a backend request is made at most p.MaxAttempts
+// times, with at most p.MaxAttempts-1 backoffs of at most min(BaseDelay·2^(n-1), MaxDelay)
+// each (Azure's SDK uses its own jitter, 0.8 to 1.3 times (2^n-1)·BaseDelay, capped at
+// MaxDelay, for the requests it retries).
 func WithRetry(d Driver, p RetryPolicy) Driver {
 	if p.MaxAttempts < 2 {
 		return d
