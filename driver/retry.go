@@ -72,11 +72,42 @@ func Retryable(err error) bool {
 // ErrNotFound on a retry after a failed attempt counts as success (the failed attempt may
 // have deleted the object). Writer and its operations are passed through: a write
 // session's bytes cannot be replayed here. With p.MaxAttempts < 2, d itself is returned.
+//
+// One retry layer: the context WithRetry passes to d for a call it retries is marked
+// (RetriedByCaller), and the backend drivers (s3, gcs, azure) then make each backend
+// request of that call once, with their SDK's retries off. Requests of calls WithRetry
+// does not retry (Writer operations, a Put whose body cannot be rewound) are retried
+// inside the driver, by the SDK or, for GCS writer uploads and composes, which its client
+// does not retry, by a loop of the driver around requests the client tries once; the
+// driver is given the same policy (each driver's WithRetryPolicy option). That is the one
+// exception to WithRetry being the only layer, and it cannot multiply attempts: WithRetry
+// never retries those calls. Either way a backend request is made at most p.MaxAttempts
+// times, with at most p.MaxAttempts-1 backoffs of at most min(BaseDelay·2^(n-1), MaxDelay)
+// each (Azure's SDK uses its own jitter, 0.8 to 1.3 times (2^n-1)·BaseDelay, capped at
+// MaxDelay, for the requests it retries).
 func WithRetry(d Driver, p RetryPolicy) Driver {
 	if p.MaxAttempts < 2 {
 		return d
 	}
 	return &retryDriver{Driver: d, p: p}
+}
+
+// retriedKey marks a context passed by WithRetry to the wrapped driver.
+type retriedKey struct{}
+
+// RetriedByCaller reports whether ctx comes from a call that WithRetry retries: a driver
+// must then try each backend request once, so that attempts never multiply. Calls with
+// any other context (Writer operations, which WithRetry passes through, and calls on an
+// unwrapped driver) are the driver's to retry, with the same RetryPolicy values.
+func RetriedByCaller(ctx context.Context) bool {
+	v, _ := ctx.Value(retriedKey{}).(bool)
+	return v
+}
+
+// DefaultRetryPolicy returns the policy of storage.retry's defaults: 4 attempts, 100ms
+// base delay, 2s cap.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{MaxAttempts: 4, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second}
 }
 
 type retryDriver struct {
@@ -86,10 +117,11 @@ type retryDriver struct {
 
 // do runs op until it succeeds, fails with a non-retryable error, runs out of attempts or
 // ctx ends. The jitter source is created on the first retry and belongs to this call.
-func (r *retryDriver) do(ctx context.Context, name, path string, op func(attempt int) error) error {
+func (r *retryDriver) do(ctx context.Context, name, path string, op func(ctx context.Context, attempt int) error) error {
+	inner := context.WithValue(ctx, retriedKey{}, true)
 	var rnd *rand.Rand
 	for attempt := 1; ; attempt++ {
-		err := op(attempt)
+		err := op(inner, attempt)
 		if err == nil || !Retryable(err) || attempt >= r.p.MaxAttempts {
 			return err
 		}
@@ -113,7 +145,7 @@ func (r *retryDriver) do(ctx context.Context, name, path string, op func(attempt
 
 func (r *retryDriver) Stat(ctx context.Context, path string) (Info, error) {
 	var fi Info
-	err := r.do(ctx, "stat", path, func(int) error {
+	err := r.do(ctx, "stat", path, func(ctx context.Context, _ int) error {
 		var err error
 		fi, err = r.Driver.Stat(ctx, path)
 		return err
@@ -123,7 +155,7 @@ func (r *retryDriver) Stat(ctx context.Context, path string) (Info, error) {
 
 func (r *retryDriver) Reader(ctx context.Context, path string, offset, length int64) (io.ReadCloser, error) {
 	var rc io.ReadCloser
-	err := r.do(ctx, "reader", path, func(int) error {
+	err := r.do(ctx, "reader", path, func(ctx context.Context, _ int) error {
 		var err error
 		rc, err = r.Driver.Reader(ctx, path, offset, length)
 		return err
@@ -144,7 +176,7 @@ func (r *retryDriver) Put(ctx context.Context, path string, body io.Reader, size
 		return r.Driver.Put(ctx, path, body, size)
 	}
 	var rewindErr error
-	err = r.do(ctx, "put", path, func(attempt int) error {
+	err = r.do(ctx, "put", path, func(ctx context.Context, attempt int) error {
 		if attempt > 1 {
 			if _, err := s.Seek(start, io.SeekStart); err != nil {
 				rewindErr = err
@@ -160,7 +192,7 @@ func (r *retryDriver) Put(ctx context.Context, path string, body io.Reader, size
 }
 
 func (r *retryDriver) Delete(ctx context.Context, path string) error {
-	return r.do(ctx, "delete", path, func(attempt int) error {
+	return r.do(ctx, "delete", path, func(ctx context.Context, attempt int) error {
 		err := r.Driver.Delete(ctx, path)
 		if attempt > 1 && errors.Is(err, ErrNotFound) {
 			return nil // an earlier attempt that failed may have deleted it
@@ -171,7 +203,7 @@ func (r *retryDriver) Delete(ctx context.Context, path string) error {
 
 func (r *retryDriver) List(ctx context.Context, dir, after string, limit int) ([]Info, error) {
 	var l []Info
-	err := r.do(ctx, "list", dir, func(int) error {
+	err := r.do(ctx, "list", dir, func(ctx context.Context, _ int) error {
 		var err error
 		l, err = r.Driver.List(ctx, dir, after, limit)
 		return err
@@ -180,12 +212,12 @@ func (r *retryDriver) List(ctx context.Context, dir, after string, limit int) ([
 }
 
 func (r *retryDriver) Copy(ctx context.Context, src, dst string) error {
-	return r.do(ctx, "copy", dst, func(int) error { return r.Driver.Copy(ctx, src, dst) })
+	return r.do(ctx, "copy", dst, func(ctx context.Context, _ int) error { return r.Driver.Copy(ctx, src, dst) })
 }
 
 func (r *retryDriver) URL(ctx context.Context, path string, expiry time.Duration) (string, error) {
 	var u string
-	err := r.do(ctx, "url", path, func(int) error {
+	err := r.do(ctx, "url", path, func(ctx context.Context, _ int) error {
 		var err error
 		u, err = r.Driver.URL(ctx, path, expiry)
 		return err
@@ -196,5 +228,5 @@ func (r *retryDriver) URL(ctx context.Context, path string, expiry time.Duration
 // PurgeSessions implements SessionPurger by passing the call through to the wrapped
 // driver (retried like List: it only discards).
 func (r *retryDriver) PurgeSessions(ctx context.Context, p string) error {
-	return r.do(ctx, "purge sessions", p, func(int) error { return PurgeSessions(ctx, r.Driver, p) })
+	return r.do(ctx, "purge sessions", p, func(ctx context.Context, _ int) error { return PurgeSessions(ctx, r.Driver, p) })
 }

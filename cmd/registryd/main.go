@@ -170,8 +170,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if cfg.Log.Level == "debug" {
 		d = driver.WithLogging(d, log)
 	}
-	rp := cfg.Storage.Retry
-	d = driver.WithRetry(d, driver.RetryPolicy{MaxAttempts: rp.MaxAttempts, BaseDelay: rp.BaseDelay, MaxDelay: rp.MaxDelay})
+	d = driver.WithRetry(d, retryPolicy(cfg.Storage.Retry))
 	eff := effectiveSettings(ctx, cfg, d)
 	secret := []byte(cfg.HTTP.Secret)
 	if len(secret) == 0 {

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -93,21 +94,62 @@ var _ driver.Driver = (*Driver)(nil)
 // https://<accountname>.blob.core.windows.net/. ChunkSize (default 16 MiB, at most
 // 4000 MiB) is the block size; MaxConcurrency (default 4) the number of blocks of one
 // writer uploaded in parallel. ctx is not retained.
-func New(ctx context.Context, cfg config.Azure) (*Driver, error) {
+//
+// Retries: requests of calls that driver.WithRetry retries (driver.RetriedByCaller) are
+// tried once, so WithRetry is their only retry layer. Any other request (a Writer's block
+// uploads and commit, any call on a driver not wrapped by WithRetry) is retried by the
+// SDK's retry policy with the attempts and delays of the policy given by WithRetryPolicy,
+// by default driver.DefaultRetryPolicy (the SDK's backoff is exponential with a 0.8–1.3
+// jitter factor, capped at MaxDelay). Either way a request is made at most MaxAttempts
+// times.
+func New(ctx context.Context, cfg config.Azure, opts ...Option) (*Driver, error) {
 	_ = ctx
-	return newDriver(cfg, options{
-		retry: policy.RetryOptions{
-			MaxRetries:    3,
-			RetryDelay:    200 * time.Millisecond,
-			MaxRetryDelay: 2 * time.Second,
-		},
-		memoryBudget: defaultMemoryBudget,
-	})
+	o := options{retry: retryOptions(driver.DefaultRetryPolicy()), memoryBudget: defaultMemoryBudget}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return newDriver(cfg, o)
+}
+
+// Option adjusts a Driver beyond what config.Azure expresses.
+type Option func(*options)
+
+// WithRetryPolicy sets the retry policy of the requests the driver retries itself (see
+// New); registryd passes storage.retry, the policy of its driver.WithRetry.
+func WithRetryPolicy(p driver.RetryPolicy) Option {
+	return func(o *options) { o.retry = retryOptions(p) }
+}
+
+// retryOptions returns the SDK retry options making p.MaxAttempts attempts with p's delays.
+func retryOptions(p driver.RetryPolicy) policy.RetryOptions {
+	ro := policy.RetryOptions{MaxRetries: -1} // the SDK's "no retries"; 0 would mean 3
+	if p.MaxAttempts >= 2 {
+		ro.MaxRetries = int32(min(p.MaxAttempts-1, 1<<30))
+		ro.RetryDelay = max(p.BaseDelay, time.Nanosecond) // 0 would mean the SDK's 800ms
+		ro.MaxRetryDelay = p.MaxDelay
+		if ro.MaxRetryDelay <= 0 {
+			ro.MaxRetryDelay = time.Hour // no cap beyond the doubling, as in RetryPolicy
+		}
+	}
+	return ro
+}
+
+// onceWhenRetriedByCaller is a per-call pipeline policy: a request made for a call that
+// driver.WithRetry retries is tried once (the SDK's retry policy runs after it and reads
+// the override from the request's context).
+type onceWhenRetriedByCaller struct{}
+
+func (onceWhenRetriedByCaller) Do(req *policy.Request) (*http.Response, error) {
+	ctx := req.Raw().Context()
+	if driver.RetriedByCaller(ctx) {
+		req = req.WithContext(policy.WithRetryOptions(ctx, policy.RetryOptions{MaxRetries: -1}))
+	}
+	return req.Next()
 }
 
 // options are the settings New fixes and tests vary.
 type options struct {
-	// retry bounds the SDK's retries of failed requests.
+	// retry bounds the SDK's retries of failed requests not retried by the caller.
 	retry policy.RetryOptions
 	// memoryBudget caps the bytes of block buffers across all writers (at least one block).
 	memoryBudget int64
@@ -164,7 +206,10 @@ func newDriver(cfg config.Azure, o options) (*Driver, error) {
 	d.budgetSize = max(d.budgetSize, d.chunk)
 	d.budget = parts.NewBudget(d.budgetSize, d.chunk)
 
-	opts := &service.ClientOptions{ClientOptions: policy.ClientOptions{Retry: o.retry}}
+	opts := &service.ClientOptions{ClientOptions: policy.ClientOptions{
+		Retry:           o.retry,
+		PerCallPolicies: []policy.Policy{onceWhenRetriedByCaller{}},
+	}}
 	if cfg.AccountKey != "" {
 		cred, err := service.NewSharedKeyCredential(cfg.AccountName, cfg.AccountKey)
 		if err != nil {

@@ -70,8 +70,11 @@ const (
 // Driver stores objects in one Google Cloud Storage bucket. It is safe for concurrent use,
 // and several processes may share the bucket.
 type Driver struct {
-	client     *storage.Client
+	client *storage.Client
+	// bucket retries idempotent requests itself, per retry; once tries every request once.
+	// b picks one of them for a call.
 	bucket     *storage.BucketHandle
+	once       *storage.BucketHandle
 	bucketName string
 	// root maps paths to names under the configured root directory.
 	root driver.Root
@@ -86,8 +89,9 @@ type Driver struct {
 	signer *signer
 	// insecure is set when the endpoint is plain http (an emulator): signed URLs use http.
 	insecure bool
-	// retry bounds the driver's own retries of writer uploads and composes (the client
-	// retries its idempotent calls itself).
+	// retry is the one retry policy of the driver (see Option): it bounds the client's
+	// retries through bucket and the driver's own loop around writer uploads and composes,
+	// whose requests go through once.
 	retry driver.RetryPolicy
 }
 
@@ -113,7 +117,15 @@ var _ driver.Driver = (*Driver)(nil)
 // the number of parts of one writer uploaded in parallel. The part buffers of all writers
 // of the driver share a 128 MiB budget (at least one part). ctx is used only while
 // building the client.
-func New(ctx context.Context, cfg config.GCS) (*Driver, error) {
+//
+// Retries: requests of calls that driver.WithRetry retries (driver.RetriedByCaller) are
+// tried once, so WithRetry is their only retry layer. Any other request (a Writer's, or
+// any call on a driver not wrapped by WithRetry) is retried with the policy of
+// WithRetryPolicy (default driver.DefaultRetryPolicy): idempotent requests by the client,
+// writer uploads and composes, which the client does not consider idempotent, by a loop
+// of the driver around requests tried once. Either way a request is made at most
+// MaxAttempts times.
+func New(ctx context.Context, cfg config.GCS, opts ...Option) (*Driver, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("gcs: bucket is required")
 	}
@@ -143,16 +155,19 @@ func New(ctx context.Context, cfg config.GCS) (*Driver, error) {
 		chunk:       cfg.ChunkSize,
 		concurrency: cfg.MaxConcurrency,
 		budget:      parts.NewBudget(defaultMemoryBudget, cfg.ChunkSize),
-		retry:       driver.RetryPolicy{MaxAttempts: 4, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second},
+		retry:       driver.DefaultRetryPolicy(),
+	}
+	for _, o := range opts {
+		o(d)
 	}
 
-	var opts []option.ClientOption
+	var copts []option.ClientOption
 	endpoint, err := endpointURL(cfg.Endpoint, os.Getenv("STORAGE_EMULATOR_HOST"))
 	if err != nil {
 		return nil, err
 	}
 	if endpoint != nil {
-		opts = append(opts, option.WithEndpoint(endpoint.String()))
+		copts = append(copts, option.WithEndpoint(endpoint.String()))
 		d.insecure = endpoint.Scheme == "http"
 	}
 
@@ -168,10 +183,10 @@ func New(ctx context.Context, cfg config.GCS) (*Driver, error) {
 		if err := json.Unmarshal(creds, &head); err != nil || head.Type == "" {
 			return nil, errors.New("gcs: credentials: not a Google credentials JSON document")
 		}
-		opts = append(opts, option.WithAuthCredentialsJSON(option.CredentialsType(head.Type), creds))
+		copts = append(copts, option.WithAuthCredentialsJSON(option.CredentialsType(head.Type), creds))
 		d.signer = parseSigner(creds)
 	case d.insecure:
-		opts = append(opts, option.WithoutAuthentication())
+		copts = append(copts, option.WithoutAuthentication())
 	default:
 		// Application Default Credentials; a service account key file named by
 		// GOOGLE_APPLICATION_CREDENTIALS can also sign URLs.
@@ -182,17 +197,41 @@ func New(ctx context.Context, cfg config.GCS) (*Driver, error) {
 		}
 	}
 
-	client, err := storage.NewClient(ctx, opts...)
+	client, err := storage.NewClient(ctx, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("gcs: client: %w", err)
 	}
+	maxDelay := d.retry.MaxDelay
+	if maxDelay <= 0 {
+		maxDelay = 30 * time.Second // gax's default cap
+	}
 	client.SetRetry(
-		storage.WithBackoff(gax.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2}),
-		storage.WithMaxAttempts(5),
+		storage.WithBackoff(gax.Backoff{Initial: max(d.retry.BaseDelay, time.Nanosecond), Max: maxDelay, Multiplier: 2}),
+		storage.WithMaxAttempts(max(d.retry.MaxAttempts, 1)),
 	)
 	d.client = client
 	d.bucket = client.Bucket(cfg.Bucket)
+	d.once = client.Bucket(cfg.Bucket).Retryer( // its own copy of the retry settings
+		storage.WithPolicy(storage.RetryNever))
 	return d, nil
+}
+
+// Option adjusts a Driver beyond what config.GCS expresses.
+type Option func(*Driver)
+
+// WithRetryPolicy sets the retry policy of requests the driver retries itself (see New);
+// registryd passes storage.retry, the policy of its driver.WithRetry.
+func WithRetryPolicy(p driver.RetryPolicy) Option {
+	return func(d *Driver) { d.retry = p }
+}
+
+// b returns the bucket handle for a request made under ctx: one tried once when the
+// caller retries the call (driver.RetriedByCaller), else the retrying one.
+func (d *Driver) b(ctx context.Context) *storage.BucketHandle {
+	if driver.RetriedByCaller(ctx) {
+		return d.once
+	}
+	return d.bucket
 }
 
 // endpointURL returns the JSON API endpoint from the configured endpoint or else the
@@ -288,7 +327,7 @@ func (d *Driver) notFound(ctx context.Context, err error) error {
 	if err := q.SetAttrSelection([]string{"Name"}); err != nil {
 		return classifyNoObject(err)
 	}
-	it := d.bucket.Objects(ctx, q)
+	it := d.b(ctx).Objects(ctx, q)
 	it.PageInfo().MaxSize = 1
 	if _, lerr := it.Next(); lerr != nil && !errors.Is(lerr, iterator.Done) {
 		return classifyNoObject(lerr)
@@ -301,7 +340,7 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 	if err := driver.CheckCall(ctx, "stat", p); err != nil {
 		return driver.Info{}, err
 	}
-	attrs, err := d.bucket.Object(d.key(p)).Attrs(ctx)
+	attrs, err := d.b(ctx).Object(d.key(p)).Attrs(ctx)
 	if err != nil {
 		return driver.Info{}, fail(ctx, "stat", p, d.notFound(ctx, err))
 	}
@@ -319,7 +358,7 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 	if length < 0 {
 		length = -1
 	}
-	r, err := d.bucket.Object(d.key(p)).NewRangeReader(ctx, offset, length)
+	r, err := d.b(ctx).Object(d.key(p)).NewRangeReader(ctx, offset, length)
 	if err != nil {
 		c := d.notFound(ctx, err)
 		if errors.Is(c, errInvalidRange) {
@@ -369,7 +408,7 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := d.bucket.Object(d.key(p)).NewWriter(cctx)
+	w := d.b(ctx).Object(d.key(p)).NewWriter(cctx)
 	w.ChunkSize = 0 // one request, no buffering: Put is for small objects
 	w.ContentType = "application/octet-stream"
 	n, err := io.Copy(w, r)
@@ -394,7 +433,7 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 	if err := driver.CheckCall(ctx, "delete", p); err != nil {
 		return err
 	}
-	err := d.bucket.Object(d.key(p)).Delete(ctx)
+	err := d.b(ctx).Object(d.key(p)).Delete(ctx)
 	if err == nil {
 		return nil
 	}
@@ -421,7 +460,7 @@ func (d *Driver) deletePrefix(ctx context.Context, prefix string) (visible int, 
 	if err := q.SetAttrSelection([]string{"Name"}); err != nil {
 		return 0, classifyNoObject(err)
 	}
-	it := d.bucket.Objects(ctx, q)
+	it := d.b(ctx).Objects(ctx, q)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(deleteConcurrency)
 	var mu sync.Mutex
@@ -436,7 +475,7 @@ func (d *Driver) deletePrefix(ctx context.Context, prefix string) (visible int, 
 		}
 		name := attrs.Name
 		g.Go(func() error {
-			err := d.bucket.Object(name).Delete(gctx)
+			err := d.b(ctx).Object(name).Delete(gctx)
 			if err != nil {
 				if c := classify(err); !errors.Is(c, driver.ErrNotFound) {
 					return c
@@ -466,7 +505,7 @@ func (d *Driver) Copy(ctx context.Context, src, dst string) error {
 	if err := driver.CheckCall(ctx, "copy", dst); err != nil {
 		return err
 	}
-	c := d.bucket.Object(d.key(dst)).CopierFrom(d.bucket.Object(d.key(src)))
+	c := d.b(ctx).Object(d.key(dst)).CopierFrom(d.b(ctx).Object(d.key(src)))
 	c.ContentType = "application/octet-stream"
 	if _, err := c.Run(ctx); err != nil {
 		return fail(ctx, "copy", src, d.notFound(ctx, err))

@@ -37,7 +37,7 @@ func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driv
 			q.StartOffset = off
 		}
 	}
-	it := d.bucket.Objects(ctx, q)
+	it := d.b(ctx).Objects(ctx, q)
 	pageSize := listPageSize
 	if limit > 0 && limit < listPageSize {
 		pageSize = limit + 1

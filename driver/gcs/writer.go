@@ -216,7 +216,7 @@ func (w *writer) checkHead(ctx context.Context, seq, gen int64) error {
 	if err := q.SetAttrSelection([]string{"Name", "Generation"}); err != nil {
 		return classifyNoObject(err)
 	}
-	it := w.d.bucket.Objects(ctx, q)
+	it := w.d.b(ctx).Objects(ctx, q)
 	var headSeq, headGen int64
 	for {
 		a, err := it.Next()
@@ -244,7 +244,7 @@ func (w *writer) checkHead(ctx context.Context, seq, gen int64) error {
 // readManifest returns the segments of a session's manifest, which must have generation
 // gen: if it is gone or replaced, the session moved on meanwhile (ErrPreconditionFailed).
 func (d *Driver) readManifest(ctx context.Context, name string, gen int64) ([]segment, error) {
-	r, err := d.bucket.Object(name).NewReader(ctx)
+	r, err := d.b(ctx).Object(name).NewReader(ctx)
 	if err != nil {
 		if c := classify(err); !errors.Is(c, driver.ErrNotFound) {
 			return nil, c
@@ -336,7 +336,7 @@ func (w *writer) State(ctx context.Context) ([]byte, error) {
 	if w.seq != 0 {
 		// The superseded manifest is no longer needed (the newer one makes its state
 		// stale); Commit and Abort remove it if this fails.
-		_ = w.d.bucket.Object(w.manifest(w.seq)).If(storage.Conditions{GenerationMatch: w.gen}).Delete(ctx)
+		_ = w.d.b(ctx).Object(w.manifest(w.seq)).If(storage.Conditions{GenerationMatch: w.gen}).Delete(ctx)
 	}
 	return state{session: w.session, seq: w.seq + 1, gen: gen, size: w.Size()}.encode(), nil
 }
@@ -356,7 +356,7 @@ func (d *Driver) putManifest(ctx context.Context, name string, data []byte) (int
 			return nil
 		}
 		if failedBefore && errors.Is(err, driver.ErrPreconditionFailed) {
-			if r, rerr := d.bucket.Object(name).NewReader(ctx); rerr == nil {
+			if r, rerr := d.once.Object(name).NewReader(ctx); rerr == nil {
 				got, _ := io.ReadAll(io.LimitReader(r, int64(len(data))+1))
 				r.Close()
 				if bytes.Equal(got, data) {
@@ -469,11 +469,11 @@ func (w *writer) compose(ctx context.Context, srcs []string, key string) (*stora
 func (d *Driver) composeOnce(ctx context.Context, srcs []string, dst string) (*storage.ObjectAttrs, error) {
 	handles := make([]*storage.ObjectHandle, len(srcs))
 	for i, s := range srcs {
-		handles[i] = d.bucket.Object(s)
+		handles[i] = d.once.Object(s)
 	}
 	var attrs *storage.ObjectAttrs
 	err := d.withRetry(ctx, func() error {
-		c := d.bucket.Object(dst).ComposerFrom(handles...)
+		c := d.once.Object(dst).ComposerFrom(handles...)
 		c.ContentType = "application/octet-stream"
 		var err error
 		if attrs, err = c.Run(ctx); err != nil {
@@ -515,7 +515,7 @@ func (d *Driver) upload(ctx context.Context, name string, data []byte, cond *sto
 }
 
 func (d *Driver) uploadOnce(ctx context.Context, name string, data []byte, cond *storage.Conditions) (*storage.ObjectAttrs, error) {
-	o := d.bucket.Object(name)
+	o := d.once.Object(name)
 	if cond != nil {
 		o = o.If(*cond)
 	}

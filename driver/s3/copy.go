@@ -42,7 +42,7 @@ func (d *Driver) copyObject(ctx context.Context, src, dst string, size int64) (e
 	if size <= d.copyThreshold {
 		in := &s3.CopyObjectInput{Bucket: &d.bucket, Key: &dstKey, CopySource: &source, StorageClass: d.storageClass}
 		d.encryption(&in.ServerSideEncryption, &in.SSEKMSKeyId)
-		out, err := d.client.CopyObject(ctx, in)
+		out, err := d.c(ctx).CopyObject(ctx, in)
 		if err != nil {
 			return "", fail(ctx, "copy", src, err)
 		}
@@ -66,7 +66,7 @@ func (d *Driver) copyMultipart(ctx context.Context, source, dstKey string, size 
 	}
 	create := &s3.CreateMultipartUploadInput{Bucket: &d.bucket, Key: &dstKey, StorageClass: d.storageClass}
 	d.encryption(&create.ServerSideEncryption, &create.SSEKMSKeyId)
-	up, err := d.client.CreateMultipartUpload(ctx, create)
+	up, err := d.c(ctx).CreateMultipartUpload(ctx, create)
 	if err != nil {
 		return "", failErr(ctx, err)
 	}
@@ -74,7 +74,7 @@ func (d *Driver) copyMultipart(ctx context.Context, source, dstKey string, size 
 	abort := func() {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
 		defer cancel()
-		_, _ = d.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &d.bucket, Key: &dstKey, UploadId: uploadID})
+		_, _ = d.c(actx).AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &d.bucket, Key: &dstKey, UploadId: uploadID})
 	}
 	parts := make([]types.CompletedPart, (size+chunk-1)/chunk)
 	g, gctx := errgroup.WithContext(ctx)
@@ -83,7 +83,7 @@ func (d *Driver) copyMultipart(ctx context.Context, source, dstKey string, size 
 		start := int64(i) * chunk
 		end := min(start+chunk, size) - 1
 		g.Go(func() error {
-			out, err := d.client.UploadPartCopy(gctx, &s3.UploadPartCopyInput{
+			out, err := d.c(gctx).UploadPartCopy(gctx, &s3.UploadPartCopyInput{
 				Bucket: &d.bucket, Key: &dstKey, UploadId: uploadID, PartNumber: aws.Int32(int32(i + 1)),
 				CopySource: &source, CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", start, end)),
 			})
@@ -98,7 +98,7 @@ func (d *Driver) copyMultipart(ctx context.Context, source, dstKey string, size 
 		abort()
 		return "", err
 	}
-	out, err := d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	out, err := d.c(ctx).CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &d.bucket, Key: &dstKey, UploadId: uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	})

@@ -60,7 +60,7 @@ func newDriver(t *testing.T, cfg config.S3, opts ...s3.Option) *s3.Driver {
 }
 
 // fastFail bounds retries so failure cases end quickly.
-var fastFail = s3.WithRetries(2, 50*time.Millisecond)
+var fastFail = s3.WithRetryPolicy(driver.RetryPolicy{MaxAttempts: 2, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond})
 
 func TestS3(t *testing.T) {
 	isolate(t)
@@ -487,7 +487,7 @@ func TestThrottling(t *testing.T) {
 			fmt.Fprintf(w, "<Error><Code>%s</Code><Message>m</Message></Error>", c.code)
 		}))
 		d := newDriver(t, config.S3{Bucket: "b", RegionEndpoint: srv.URL, ForcePathStyle: true, AccessKey: "a", SecretKey: "s"},
-			s3.WithRetries(3, 10*time.Millisecond))
+			s3.WithRetryPolicy(driver.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}))
 		_, err := d.List(context.Background(), "x", "", 0)
 		srv.Close()
 		if !errors.Is(err, c.want) || errors.Is(err, driver.ErrNotFound) {

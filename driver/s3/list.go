@@ -38,7 +38,7 @@ func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driv
 	m := listing.New(prefix, after, limit)
 	cursor := ""
 	for {
-		out, err := d.client.ListObjectsV2(ctx, in)
+		out, err := d.c(ctx).ListObjectsV2(ctx, in)
 		if err != nil {
 			return nil, fail(ctx, "list", dir, err)
 		}

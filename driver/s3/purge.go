@@ -21,7 +21,7 @@ func (d *Driver) PurgeSessions(ctx context.Context, p string) error {
 	key := d.key(p)
 	in := &s3.ListMultipartUploadsInput{Bucket: &d.bucket, Prefix: &key}
 	for {
-		out, err := d.client.ListMultipartUploads(ctx, in)
+		out, err := d.c(ctx).ListMultipartUploads(ctx, in)
 		if err != nil {
 			return fail(ctx, "purge sessions", p, err)
 		}
@@ -29,7 +29,7 @@ func (d *Driver) PurgeSessions(ctx context.Context, p string) error {
 			if aws.ToString(u.Key) != key {
 				continue
 			}
-			_, err := d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &d.bucket, Key: u.Key, UploadId: u.UploadId})
+			_, err := d.c(ctx).AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &d.bucket, Key: u.Key, UploadId: u.UploadId})
 			if err != nil {
 				if ferr := fail(ctx, "purge sessions", p, err); !errors.Is(ferr, driver.ErrNotFound) {
 					return ferr

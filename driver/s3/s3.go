@@ -12,10 +12,14 @@
 // "<path>~<session>.tail": "~" is not a valid path character, so they never collide with
 // an object, and List does not report them.
 //
-// Retries and throttling are the SDK's standard retryer (exponential backoff with
-// jitter; SlowDown, 503, 5xx and connection errors are retried, client-side retry quota
-// disabled); an error surfaces as driver.ErrThrottled or driver.ErrUnavailable only when
-// the retries are spent. WithRetries bounds them.
+// Retries: requests of calls that driver.WithRetry retries (driver.RetriedByCaller) are
+// tried once, so WithRetry is their only retry layer. Any other request (a Writer's part
+// uploads and completion, any call on a driver not wrapped by WithRetry) is retried by
+// the SDK's standard retryer (SlowDown, 503, 5xx and connection errors; client-side retry
+// quota disabled) with the attempts and full-jitter backoff of the policy given by
+// WithRetryPolicy, by default driver.DefaultRetryPolicy. Either way a request is made at
+// most MaxAttempts times; an error surfaces as driver.ErrThrottled or
+// driver.ErrUnavailable when they are spent.
 //
 // Who may import it: cmd/registryd and tests.
 package s3
@@ -27,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -75,7 +80,10 @@ const (
 // Driver stores objects in one S3 bucket. It is safe for concurrent use, and several
 // processes may share the bucket (and resume each other's writers).
 type Driver struct {
+	// client retries requests with the driver's policy; once tries each request once.
+	// c picks one of them for a call.
 	client  *s3.Client
+	once    *s3.Client
 	presign *s3.PresignClient
 	bucket  string
 	// root is the configured root directory with one trailing slash, or "".
@@ -106,19 +114,44 @@ var _ driver.Driver = (*Driver)(nil)
 type Option func(*options)
 
 type options struct {
-	maxAttempts int
-	maxBackoff  time.Duration
+	retry driver.RetryPolicy
 }
 
-// WithRetries bounds the SDK's retries of every request: maxAttempts is the total number
-// of attempts (the first included; 1 disables retries) and maxBackoff caps one backoff
-// sleep. Values <= 0 keep the SDK's standard defaults (3 attempts, 20 s). Tests use it to
-// make an unreachable endpoint fail within a second.
-func WithRetries(maxAttempts int, maxBackoff time.Duration) Option {
-	return func(o *options) {
-		o.maxAttempts = maxAttempts
-		o.maxBackoff = maxBackoff
+// WithRetryPolicy sets the retry policy of the requests the driver retries itself (see
+// the package documentation); registryd passes storage.retry, the policy of its
+// driver.WithRetry. MaxAttempts below 2 disables these retries.
+func WithRetryPolicy(p driver.RetryPolicy) Option {
+	return func(o *options) { o.retry = p }
+}
+
+// policyBackoff is the SDK retryer's backoff drawn from a driver.RetryPolicy, so that the
+// SDK's retries sleep as driver.WithRetry's do.
+type policyBackoff struct{ p driver.RetryPolicy }
+
+// BackoffDelay implements retry.BackoffDelayer; attempt is 1 before the first retry.
+func (b policyBackoff) BackoffDelay(attempt int, _ error) (time.Duration, error) {
+	return b.p.Backoff(attempt, mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64()))), nil
+}
+
+// c returns the client for a request made under ctx: one trying once when the caller
+// retries the call (driver.RetriedByCaller), else the retrying one.
+func (d *Driver) c(ctx context.Context) *s3.Client {
+	if driver.RetriedByCaller(ctx) {
+		return d.once
 	}
+	return d.client
+}
+
+// standardRetryer returns the SDK's standard retryer making at most attempts attempts
+// with p's backoff, without the client-side retry quota: it turns a burst of failures
+// into "retry quota exceeded" errors shared by every request of the process, and
+// registryd bounds retries per request instead.
+func standardRetryer(attempts int, p driver.RetryPolicy) aws.Retryer {
+	return retry.NewStandard(func(so *retry.StandardOptions) {
+		so.MaxAttempts = max(attempts, 1)
+		so.Backoff = policyBackoff{p}
+		so.RateLimiter = ratelimit.None
+	})
 }
 
 // New validates cfg and builds the S3 client. Credentials are the configured static keys,
@@ -128,7 +161,7 @@ func WithRetries(maxAttempts int, maxBackoff time.Duration) Option {
 // ErrPermission), so registryd can start and report it. An invalid cfg returns an error
 // wrapping driver.ErrMisconfigured that names the key.
 func New(ctx context.Context, cfg config.S3, opts ...Option) (*Driver, error) {
-	var o options
+	o := options{retry: driver.DefaultRetryPolicy()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -195,20 +228,7 @@ func New(ctx context.Context, cfg config.S3, opts ...Option) (*Driver, error) {
 	loadOpts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRegion(region),
 		awsconfig.WithHTTPClient(httpClient),
-		awsconfig.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(so *retry.StandardOptions) {
-				if o.maxAttempts > 0 {
-					so.MaxAttempts = o.maxAttempts
-				}
-				if o.maxBackoff > 0 {
-					so.MaxBackoff = o.maxBackoff
-				}
-				// The client-side retry quota turns a burst of failures into
-				// "retry quota exceeded" errors shared by every request of the process;
-				// registryd bounds retries per request instead.
-				so.RateLimiter = ratelimit.None
-			})
-		}),
+		awsconfig.WithRetryer(func() aws.Retryer { return standardRetryer(o.retry.MaxAttempts, o.retry) }),
 	}
 	if cfg.AccessKey != "" {
 		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(
@@ -223,13 +243,18 @@ func New(ctx context.Context, cfg config.S3, opts ...Option) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3: load AWS configuration: %w: %w", driver.ErrMisconfigured, err)
 	}
-	d.client = s3.NewFromConfig(awsCfg, func(so *s3.Options) {
+	clientOptions := func(so *s3.Options) {
 		if endpoint != "" {
 			so.BaseEndpoint = aws.String(endpoint)
 		}
 		so.UsePathStyle = cfg.ForcePathStyle
 		// Ranged and multipart GETs carry no full-object checksum; do not log each skip.
 		so.DisableLogOutputChecksumValidationSkipped = true
+	}
+	d.client = s3.NewFromConfig(awsCfg, clientOptions)
+	d.once = s3.NewFromConfig(awsCfg, clientOptions, func(so *s3.Options) {
+		so.Retryer = standardRetryer(1, o.retry)
+		so.RetryMaxAttempts = 0 // the retryer's 1, not the configuration's
 	})
 	d.presign = s3.NewPresignClient(d.client)
 	return d, nil
@@ -302,7 +327,7 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 // the bucket exists is the error ErrNotFound. The error is classified, not wrapped in a
 // PathError.
 func (d *Driver) head(ctx context.Context, key string) (*s3.HeadObjectOutput, error) {
-	out, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key})
+	out, err := d.c(ctx).HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key})
 	if err == nil {
 		return out, nil
 	}
@@ -319,7 +344,7 @@ func (d *Driver) head(ctx context.Context, key string) (*s3.HeadObjectOutput, er
 // checkBucket returns nil if the bucket exists and is accessible, ErrMisconfigured if S3
 // says it does not exist, or the classified failure.
 func (d *Driver) checkBucket(ctx context.Context) error {
-	_, err := d.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.bucket})
+	_, err := d.c(ctx).HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.bucket})
 	if err == nil {
 		return nil
 	}
@@ -363,7 +388,7 @@ func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io
 	case offset > 0:
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
 	}
-	out, err := d.client.GetObject(ctx, in)
+	out, err := d.c(ctx).GetObject(ctx, in)
 	if err != nil {
 		ferr := fail(ctx, "reader", p, err)
 		if errors.Is(ferr, driver.ErrPreconditionFailed) && in.Range != nil {
@@ -484,7 +509,7 @@ func (d *Driver) putObject(ctx context.Context, key string, b []byte, data bool,
 	if d.checksums {
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
 	}
-	out, err := d.client.PutObject(ctx, in, d.bodyOptions...)
+	out, err := d.c(ctx).PutObject(ctx, in, d.bodyOptions...)
 	if err != nil {
 		return nil, failErr(ctx, err)
 	}
@@ -538,10 +563,10 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 		out, err := d.listPage(lctx, key+"/", nil)
 		first <- page{out, err}
 	}()
-	_, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key})
+	_, err := d.c(ctx).HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key})
 	if err == nil {
 		cancel()
-		if _, err := d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &d.bucket, Key: &key}); err != nil {
+		if _, err := d.c(ctx).DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &d.bucket, Key: &key}); err != nil {
 			return fail(ctx, "delete", p, err)
 		}
 		return nil
@@ -574,7 +599,7 @@ func (d *Driver) deletePrefix(ctx context.Context, prefix string, out *s3.ListOb
 			for i, obj := range out.Contents {
 				ids[i] = types.ObjectIdentifier{Key: obj.Key}
 			}
-			res, err := d.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+			res, err := d.c(ctx).DeleteObjects(ctx, &s3.DeleteObjectsInput{
 				Bucket: &d.bucket,
 				Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
 			})
@@ -598,7 +623,7 @@ func (d *Driver) deletePrefix(ctx context.Context, prefix string, out *s3.ListOb
 
 // listPage lists up to deleteBatch keys under prefix, from token on.
 func (d *Driver) listPage(ctx context.Context, prefix string, token *string) (*s3.ListObjectsV2Output, error) {
-	return d.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+	return d.c(ctx).ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket: &d.bucket, Prefix: &prefix, ContinuationToken: token, MaxKeys: aws.Int32(deleteBatch),
 	})
 }

@@ -190,7 +190,7 @@ func (d *Driver) newSession(ctx context.Context, p string, sid [12]byte, partSiz
 func (w *writer) resume(ctx context.Context, st *writerState) error {
 	d := w.d
 	tail := st.tail()
-	out, err := d.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &d.bucket, Key: &w.sidecar})
+	out, err := d.c(ctx).GetObject(ctx, &s3.GetObjectInput{Bucket: &d.bucket, Key: &w.sidecar})
 	if err != nil {
 		return w.fail(ctx, "writer", err)
 	}
@@ -210,7 +210,7 @@ func (w *writer) resume(ctx context.Context, st *writerState) error {
 		if st.parts > 1 {
 			in.PartNumberMarker = aws.String(strconv.Itoa(int(st.parts - 1)))
 		}
-		lp, err := d.client.ListParts(ctx, in)
+		lp, err := d.c(ctx).ListParts(ctx, in)
 		if err != nil {
 			return w.fail(ctx, "writer", err)
 		}
@@ -318,7 +318,7 @@ func (w *writer) CommitTo(ctx context.Context, dst string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := w.d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &w.d.bucket, Key: &w.key}); err != nil {
+	if _, err := w.d.c(ctx).DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &w.d.bucket, Key: &w.key}); err != nil {
 		return "", w.fail(ctx, "commit", err)
 	}
 	return version, nil
@@ -345,7 +345,7 @@ func (w *writer) commit(ctx context.Context, single string, tail []byte) (etag s
 		if err != nil {
 			return "", true, err
 		}
-		out, err := d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		out, err := d.c(ctx).CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 			Bucket: &d.bucket, Key: &w.key, UploadId: &w.uploadID,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 		})
@@ -355,7 +355,7 @@ func (w *writer) commit(ctx context.Context, single string, tail []byte) (etag s
 		etag = aws.ToString(out.ETag)
 	}
 	if w.resumed {
-		if _, err := d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &d.bucket, Key: &w.sidecar}); err != nil {
+		if _, err := d.c(ctx).DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &d.bucket, Key: &w.sidecar}); err != nil {
 			return "", w.uploadID != "", w.fail(ctx, "commit", err)
 		}
 	}
@@ -378,7 +378,7 @@ func (w *writer) partList(ctx context.Context) ([]types.CompletedPart, error) {
 	}
 	var marker *string
 	for missing > 0 {
-		out, err := d.client.ListParts(ctx, &s3.ListPartsInput{
+		out, err := d.c(ctx).ListParts(ctx, &s3.ListPartsInput{
 			Bucket: &d.bucket, Key: &w.key, UploadId: &w.uploadID, PartNumberMarker: marker,
 		})
 		if err != nil {
@@ -412,7 +412,7 @@ func (w *writer) Abort(ctx context.Context) error {
 	d := w.d
 	var errs []error
 	if w.uploadID != "" {
-		_, err := d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &d.bucket, Key: &w.key, UploadId: &w.uploadID})
+		_, err := d.c(ctx).AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &d.bucket, Key: &w.key, UploadId: &w.uploadID})
 		if err != nil {
 			if ferr := w.fail(ctx, "abort", err); !errors.Is(ferr, driver.ErrNotFound) {
 				errs = append(errs, ferr)
@@ -420,7 +420,7 @@ func (w *writer) Abort(ctx context.Context) error {
 		}
 	}
 	if w.resumed {
-		if _, err := d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &d.bucket, Key: &w.sidecar}); err != nil {
+		if _, err := d.c(ctx).DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &d.bucket, Key: &w.sidecar}); err != nil {
 			errs = append(errs, w.fail(ctx, "abort", err))
 		}
 	}
@@ -451,7 +451,7 @@ func (w *writer) discardCreated(ctx context.Context) {
 		w.pipe.Wait()
 		ctx, cancel := context.WithTimeout(ctx, abandonTimeout)
 		defer cancel()
-		_, _ = d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &d.bucket, Key: &key, UploadId: &id})
+		_, _ = d.c(ctx).AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &d.bucket, Key: &key, UploadId: &id})
 	}()
 }
 
@@ -470,7 +470,7 @@ func (w *writer) nextPart(ctx context.Context, n int32) error {
 	if d.checksums {
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
 	}
-	out, err := d.client.CreateMultipartUpload(ctx, in)
+	out, err := d.c(ctx).CreateMultipartUpload(ctx, in)
 	if err != nil {
 		return w.fail(ctx, "write", err)
 	}
@@ -499,7 +499,7 @@ func (w *writer) uploadPart(ctx context.Context, n int32, b []byte) error {
 	if d.checksums {
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
 	}
-	out, err := d.client.UploadPart(ctx, in, d.bodyOptions...)
+	out, err := d.c(ctx).UploadPart(ctx, in, d.bodyOptions...)
 	if err != nil {
 		return w.fail(ctx, "write", err)
 	}
