@@ -10,7 +10,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/driver/filesystem"
 	"github.com/registryd/registryd/driver/inmemory"
@@ -260,7 +259,7 @@ func TestAckedRecordOutlivesClient(t *testing.T) {
 // which includes the record) and the record's write alone: the share of a PATCH that the
 // acknowledged-state record costs.
 func BenchmarkPatchRecord(b *testing.B) {
-	d, err := filesystem.New(config.Filesystem{RootDirectory: b.TempDir()})
+	d, err := filesystem.New(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}

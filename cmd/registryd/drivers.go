@@ -21,7 +21,7 @@ func openDriver(ctx context.Context, cfg *config.Config) (driver.Driver, error) 
 	rp := retryPolicy(s.Retry)
 	switch {
 	case s.Filesystem != nil:
-		return filesystem.New(*s.Filesystem)
+		return filesystem.New(s.Filesystem.RootDirectory)
 	case s.InMemory != nil:
 		return inmemory.New(), nil
 	case s.S3 != nil:

@@ -24,7 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
 )
 
@@ -39,14 +38,15 @@ var _ driver.Driver = (*Driver)(nil)
 // tmpDir holds Put's temporary files; "~" keeps it out of every listing.
 const tmpDir = "~tmp"
 
-// New returns a driver rooted at cfg.RootDirectory, creating it if needed.
-func New(cfg config.Filesystem) (*Driver, error) {
-	if cfg.RootDirectory == "" {
-		return nil, errors.New("filesystem: rootdirectory is required")
+// New returns a driver rooted at the directory root, creating it if needed. root must not
+// be empty (a relative root is resolved against the working directory once, here).
+func New(root string) (*Driver, error) {
+	if root == "" {
+		return nil, errors.New("filesystem: root directory is empty")
 	}
-	root, err := filepath.Abs(cfg.RootDirectory)
+	root, err := filepath.Abs(root)
 	if err != nil {
-		return nil, fmt.Errorf("filesystem: rootdirectory: %w", err)
+		return nil, fmt.Errorf("filesystem: root directory: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(root, tmpDir), 0o755); err != nil {
 		return nil, fmt.Errorf("filesystem: create %s: %w", root, err)

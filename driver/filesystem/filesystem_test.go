@@ -7,13 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver/filesystem"
 	"github.com/registryd/registryd/driver/testsuite"
 )
 
 func TestConformance(t *testing.T) {
-	d, err := filesystem.New(config.Filesystem{RootDirectory: t.TempDir()})
+	d, err := filesystem.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +24,7 @@ func TestConformance(t *testing.T) {
 // listed, as in an object store; one holding an object at any depth is.
 func TestListHidesEmptyDirectories(t *testing.T) {
 	root := t.TempDir()
-	d, err := filesystem.New(config.Filesystem{RootDirectory: root})
+	d, err := filesystem.New(root)
 	if err != nil {
 		t.Fatal(err)
 	}
