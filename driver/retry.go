@@ -79,7 +79,7 @@ func Retryable(err error) bool {
 // does not retry (Writer operations, a Put whose body cannot be rewound) are retried
 // inside the driver, by the SDK or, for GCS writer uploads and composes, which its client
 // does not retry, by a loop of the driver around requests the client tries once; the
-// driver is given the same policy (each driver's WithRetryPolicy option). That is the one
+// driver is given the same policy (s3.Options.Retry, gcs.Options.Retry, azure.ClientOptions). That is the one
 // exception to WithRetry being the only layer, and it cannot multiply attempts: WithRetry
 // never retries those calls. Either way a backend request is made at most p.MaxAttempts
 // times, with at most p.MaxAttempts-1 backoffs of at most min(BaseDelay·2^(n-1), MaxDelay)

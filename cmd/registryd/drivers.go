@@ -6,14 +6,14 @@ import (
 
 	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
-	"github.com/registryd/registryd/driver/azure"
 	"github.com/registryd/registryd/driver/filesystem"
-	"github.com/registryd/registryd/driver/gcs"
 	"github.com/registryd/registryd/driver/inmemory"
-	"github.com/registryd/registryd/driver/s3"
 )
 
-// openDriver builds the configured storage driver (config.Validate guarantees exactly one).
+// openDriver builds the configured storage driver (config.Validate guarantees exactly one
+// and checks its keys). This is the one place that knows both config and the drivers: it
+// builds each backend's SDK client from its config section (s3.go, gcs.go, azure.go) and
+// hands the driver the client and its driver-owned Options.
 func openDriver(ctx context.Context, cfg *config.Config) (driver.Driver, error) {
 	s := cfg.Storage
 	// The drivers retry with storage.retry only what the driver.WithRetry wrapped around
@@ -25,11 +25,11 @@ func openDriver(ctx context.Context, cfg *config.Config) (driver.Driver, error) 
 	case s.InMemory != nil:
 		return inmemory.New(), nil
 	case s.S3 != nil:
-		return s3.New(ctx, *s.S3, s3.WithRetryPolicy(rp))
+		return openS3(ctx, *s.S3, rp)
 	case s.GCS != nil:
-		return gcs.New(ctx, *s.GCS, gcs.WithRetryPolicy(rp))
+		return openGCS(ctx, *s.GCS, rp)
 	case s.Azure != nil:
-		return azure.New(ctx, *s.Azure, azure.WithRetryPolicy(rp))
+		return openAzure(*s.Azure, rp)
 	}
 	return nil, errors.New("config: storage: no supported backend configured")
 }

@@ -14,19 +14,18 @@ package azure
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
@@ -34,18 +33,17 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/driver/internal/parts"
 )
 
 const (
-	// defaultChunkSize is the block size when config.Azure.ChunkSize is 0.
+	// defaultChunkSize is the block size when Options.ChunkSize is 0.
 	defaultChunkSize = 16 << 20
 	// maxChunkSize is Azure's largest block (4000 MiB).
 	maxChunkSize = 4000 << 20
 	// defaultConcurrency is the number of blocks of one Writer in flight when
-	// config.Azure.MaxConcurrency is 0.
+	// Options.Concurrency is 0.
 	defaultConcurrency = 4
 	// defaultMemoryBudget caps the bytes of block buffers across all writers of a Driver.
 	defaultMemoryBudget = 128 << 20
@@ -83,41 +81,81 @@ type Driver struct {
 
 var _ driver.Driver = (*Driver)(nil)
 
-// New returns a driver for cfg. It validates the configuration and builds the SDK client
-// but makes no network call: a missing container or bad credentials surface as
-// ErrMisconfigured or ErrPermission from the first operation, not here.
-//
-// cfg.AccountName and cfg.Container are required. With cfg.AccountKey the requests are
-// signed with the shared key; without it the default Azure credential chain is used
-// (environment, workload identity, managed identity, Azure CLI). The service URL is
-// cfg.ServiceURL (or its alias cfg.Endpoint), by default
-// https://<accountname>.blob.core.windows.net/. ChunkSize (default 16 MiB, at most
-// 4000 MiB) is the block size; MaxConcurrency (default 4) the number of blocks of one
-// writer uploaded in parallel. ctx is not retained.
-//
-// Retries: requests of calls that driver.WithRetry retries (driver.RetriedByCaller) are
-// tried once, so WithRetry is their only retry layer. Any other request (a Writer's block
-// uploads and commit, any call on a driver not wrapped by WithRetry) is retried by the
-// SDK's retry policy with the attempts and delays of the policy given by WithRetryPolicy,
-// by default driver.DefaultRetryPolicy (the SDK's backoff is exponential with a 0.8–1.3
-// jitter factor, capped at MaxDelay). Either way a request is made at most MaxAttempts
-// times.
-func New(ctx context.Context, cfg config.Azure, opts ...Option) (*Driver, error) {
-	_ = ctx
-	o := options{retry: retryOptions(driver.DefaultRetryPolicy()), memoryBudget: defaultMemoryBudget}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return newDriver(cfg, o)
+// Options are the driver's settings. The zero value of each field is its default.
+type Options struct {
+	// RootDirectory is the name prefix of every blob ("": the container root); it must
+	// be a valid driver.Root.
+	RootDirectory string
+	// ChunkSize is the block size of writers, at most 4000 MiB (Azure's largest block).
+	// Default 16 MiB.
+	ChunkSize int64
+	// Concurrency is the number of blocks of one writer uploaded in parallel, at least 1.
+	// Default 4.
+	Concurrency int
+	// MemoryBudget caps the bytes of block buffers held by all writers of the Driver;
+	// raised to ChunkSize when smaller. Default 128 MiB.
+	MemoryBudget int64
+	// SharedKey, the account key the client signs with, signs SAS URLs. Without it
+	// (Microsoft Entra token credentials) URLs are signed with a user delegation key.
+	SharedKey *service.SharedKeyCredential
 }
 
-// Option adjusts a Driver beyond what config.Azure expresses.
-type Option func(*options)
+// ClientOptions returns the options the service client given to New must be built with:
+// the SDK retries failed requests with the attempts and delays of p (its backoff is
+// exponential with a 0.8–1.3 jitter factor, capped at MaxDelay), except requests of calls
+// that driver.WithRetry retries (driver.RetriedByCaller), which are tried once, so
+// WithRetry is their only retry layer. Either way a request is made at most
+// p.MaxAttempts times. registryd passes storage.retry, the policy of its
+// driver.WithRetry.
+func ClientOptions(p driver.RetryPolicy) *service.ClientOptions {
+	return &service.ClientOptions{ClientOptions: policy.ClientOptions{
+		Retry:           retryOptions(p),
+		PerCallPolicies: []policy.Policy{onceWhenRetriedByCaller{}},
+	}}
+}
 
-// WithRetryPolicy sets the retry policy of the requests the driver retries itself (see
-// New); registryd passes storage.retry, the policy of its driver.WithRetry.
-func WithRetryPolicy(p driver.RetryPolicy) Option {
-	return func(o *options) { o.retry = retryOptions(p) }
+// New returns a driver on the container of client, which carries the service URL and
+// the credentials and must be built with ClientOptions. New makes no network call: a
+// missing container or bad credentials surface as ErrMisconfigured or ErrPermission from
+// the first operation, not here. Options breaking an invariant of the driver (a block
+// size Azure refuses) are refused with a plain error. SAS URLs allow plain http when the
+// service URL is http (Azurite).
+func New(client *service.Client, containerName string, opts Options) (*Driver, error) {
+	if client == nil || containerName == "" {
+		return nil, errors.New("azure: a client and a container are required")
+	}
+	chunk := cmp.Or(opts.ChunkSize, defaultChunkSize)
+	if chunk < 1 || chunk > maxChunkSize {
+		return nil, fmt.Errorf("azure: chunk size must be between 1 and %d, got %d", int64(maxChunkSize), chunk)
+	}
+	concurrency := cmp.Or(opts.Concurrency, defaultConcurrency)
+	if concurrency < 1 {
+		return nil, fmt.Errorf("azure: concurrency must be positive, got %d", concurrency)
+	}
+	root, err := driver.NewRoot(opts.RootDirectory)
+	if err != nil {
+		return nil, fmt.Errorf("azure: %w", err)
+	}
+	u, err := url.Parse(client.URL())
+	if err != nil {
+		return nil, fmt.Errorf("azure: service URL: %w", err)
+	}
+	d := &Driver{
+		service:       client,
+		container:     client.NewContainerClient(containerName),
+		containerName: containerName,
+		sharedKey:     opts.SharedKey,
+		sasProtocol:   sas.ProtocolHTTPS,
+		root:          root,
+		chunk:         chunk,
+		concurrency:   concurrency,
+		budgetSize:    max(cmp.Or(opts.MemoryBudget, defaultMemoryBudget), chunk),
+	}
+	if u.Scheme == "http" {
+		d.sasProtocol = sas.ProtocolHTTPSandHTTP
+	}
+	d.budget = parts.NewBudget(d.budgetSize, d.chunk)
+	return d, nil
 }
 
 // retryOptions returns the SDK retry options making p.MaxAttempts attempts with p's delays.
@@ -145,93 +183,6 @@ func (onceWhenRetriedByCaller) Do(req *policy.Request) (*http.Response, error) {
 		req = req.WithContext(policy.WithRetryOptions(ctx, policy.RetryOptions{MaxRetries: -1}))
 	}
 	return req.Next()
-}
-
-// options are the settings New fixes and tests vary.
-type options struct {
-	// retry bounds the SDK's retries of failed requests not retried by the caller.
-	retry policy.RetryOptions
-	// memoryBudget caps the bytes of block buffers across all writers (at least one block).
-	memoryBudget int64
-}
-
-func newDriver(cfg config.Azure, o options) (*Driver, error) {
-	if cfg.AccountName == "" {
-		return nil, errors.New("azure: accountname is required")
-	}
-	if cfg.Container == "" {
-		return nil, errors.New("azure: container is required")
-	}
-	if cfg.ChunkSize < 0 || cfg.ChunkSize > maxChunkSize {
-		return nil, fmt.Errorf("azure: chunksize: must be between 1 and %d, got %d", int64(maxChunkSize), cfg.ChunkSize)
-	}
-	if cfg.MaxConcurrency < 0 {
-		return nil, fmt.Errorf("azure: maxconcurrency: must be positive, got %d", cfg.MaxConcurrency)
-	}
-	serviceURL := cfg.ServiceURL
-	if serviceURL == "" {
-		serviceURL = cfg.Endpoint
-	} else if cfg.Endpoint != "" && strings.TrimSuffix(cfg.Endpoint, "/") != strings.TrimSuffix(serviceURL, "/") {
-		return nil, errors.New("azure: serviceurl and endpoint are aliases and differ: set one")
-	}
-	if serviceURL == "" {
-		serviceURL = "https://" + cfg.AccountName + ".blob.core.windows.net/"
-	}
-	u, err := url.Parse(serviceURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
-		return nil, fmt.Errorf("azure: serviceurl: want an http(s) URL without query, got %q", serviceURL)
-	}
-	root, err := driver.NewRoot(cfg.RootDirectory)
-	if err != nil {
-		return nil, fmt.Errorf("azure: %w", err)
-	}
-
-	d := &Driver{
-		containerName: cfg.Container,
-		sasProtocol:   sas.ProtocolHTTPS,
-		root:          root,
-		chunk:         cfg.ChunkSize,
-		concurrency:   cfg.MaxConcurrency,
-		budgetSize:    o.memoryBudget,
-	}
-	if u.Scheme == "http" {
-		d.sasProtocol = sas.ProtocolHTTPSandHTTP
-	}
-	if d.chunk == 0 {
-		d.chunk = defaultChunkSize
-	}
-	if d.concurrency == 0 {
-		d.concurrency = defaultConcurrency
-	}
-	d.budgetSize = max(d.budgetSize, d.chunk)
-	d.budget = parts.NewBudget(d.budgetSize, d.chunk)
-
-	opts := &service.ClientOptions{ClientOptions: policy.ClientOptions{
-		Retry:           o.retry,
-		PerCallPolicies: []policy.Policy{onceWhenRetriedByCaller{}},
-	}}
-	if cfg.AccountKey != "" {
-		cred, err := service.NewSharedKeyCredential(cfg.AccountName, cfg.AccountKey)
-		if err != nil {
-			return nil, fmt.Errorf("azure: accountkey: %w", err)
-		}
-		d.sharedKey = cred
-		d.service, err = service.NewClientWithSharedKeyCredential(serviceURL, cred, opts)
-		if err != nil {
-			return nil, fmt.Errorf("azure: %w", err)
-		}
-	} else {
-		cred, err := azidentity.NewDefaultAzureCredential(nil)
-		if err != nil {
-			return nil, fmt.Errorf("azure: default credential chain: %w", err)
-		}
-		d.service, err = service.NewClient(serviceURL, cred, opts)
-		if err != nil {
-			return nil, fmt.Errorf("azure: %w", err)
-		}
-	}
-	d.container = d.service.NewContainerClient(cfg.Container)
-	return d, nil
 }
 
 // Name implements driver.Driver.

@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/driver/testsuite"
 	"github.com/registryd/registryd/internal/testenv"
@@ -23,36 +22,49 @@ import (
 
 const testChunk = 5 << 20
 
-// testDriver returns a driver on az with short retries, failing the test on a bad config.
-func testDriver(t *testing.T, cfg config.Azure, budget int64) *Driver {
-	t.Helper()
-	if budget == 0 {
-		budget = defaultMemoryBudget
+// testConfig is where a test driver's client connects, its container and its options.
+type testConfig struct {
+	AccountName, AccountKey, ServiceURL, Container string
+	Options
+}
+
+// newTestDriver returns a driver on cfg through a shared-key client retrying with rp.
+func newTestDriver(cfg testConfig, rp driver.RetryPolicy) (*Driver, error) {
+	cred, err := service.NewSharedKeyCredential(cfg.AccountName, cfg.AccountKey)
+	if err != nil {
+		return nil, err
 	}
-	d, err := newDriver(cfg, options{
-		retry:        policy.RetryOptions{MaxRetries: 1, RetryDelay: 10 * time.Millisecond, MaxRetryDelay: 50 * time.Millisecond},
-		memoryBudget: budget,
-	})
+	client, err := service.NewClientWithSharedKeyCredential(cfg.ServiceURL, cred, ClientOptions(rp))
+	if err != nil {
+		return nil, err
+	}
+	opts := cfg.Options
+	opts.SharedKey = cred
+	return New(client, cfg.Container, opts)
+}
+
+// testDriver returns a driver on cfg with short retries and a memory budget (0: the
+// default), failing the test on a bad config.
+func testDriver(t *testing.T, cfg testConfig, budget int64) *Driver {
+	t.Helper()
+	cfg.MemoryBudget = budget
+	d, err := newTestDriver(cfg, driver.RetryPolicy{MaxAttempts: 2, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-func azuriteConfig(az *testenv.Azurite, container string) config.Azure {
-	return config.Azure{
-		AccountName: az.Account,
-		AccountKey:  az.Key,
-		Container:   container,
-		ServiceURL:  az.ServiceURL,
-		ChunkSize:   testChunk,
-	}
+func azuriteConfig(az *testenv.Azurite, container string) testConfig {
+	cfg := testConfig{AccountName: az.Account, AccountKey: az.Key, Container: container, ServiceURL: az.ServiceURL}
+	cfg.ChunkSize = testChunk
+	return cfg
 }
 
 func TestConformance(t *testing.T) {
 	az := testenv.StartAzurite(t)
 	cfg := azuriteConfig(az, az.NewContainer(t))
-	d, err := New(context.Background(), cfg)
+	d, err := newTestDriver(cfg, driver.DefaultRetryPolicy())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +274,7 @@ func putAll(t *testing.T, d driver.Driver, names []string) {
 // testMisconfigured checks that bad credentials, a missing container and an unreachable
 // endpoint surface as ErrPermission, ErrMisconfigured and ErrUnavailable from every
 // operation, and never as ErrNotFound.
-func testMisconfigured(t *testing.T, az *testenv.Azurite, good *Driver, goodCfg config.Azure) {
+func testMisconfigured(t *testing.T, az *testenv.Azurite, good *Driver, goodCfg testConfig) {
 	ctx := context.Background()
 	// A real object and a real resume state, so only the configuration is wrong.
 	if err := good.Put(ctx, "mis/obj", bytes.NewReader([]byte("x")), 1); err != nil {
@@ -287,12 +299,12 @@ func testMisconfigured(t *testing.T, az *testenv.Azurite, good *Driver, goodCfg 
 
 	cases := []struct {
 		name string
-		cfg  func(*config.Azure)
+		cfg  func(*testConfig)
 		want error
 	}{
-		{"WrongKey", func(c *config.Azure) { c.AccountKey = base64.StdEncoding.EncodeToString(wrongKey) }, driver.ErrPermission},
-		{"MissingContainer", func(c *config.Azure) { c.Container = "no-such-container" }, driver.ErrMisconfigured},
-		{"Unreachable", func(c *config.Azure) {
+		{"WrongKey", func(c *testConfig) { c.AccountKey = base64.StdEncoding.EncodeToString(wrongKey) }, driver.ErrPermission},
+		{"MissingContainer", func(c *testConfig) { c.Container = "no-such-container" }, driver.ErrMisconfigured},
+		{"Unreachable", func(c *testConfig) {
 			c.ServiceURL = "http://" + testenv.Addr(closed) + "/" + az.Account
 		}, driver.ErrUnavailable},
 	}

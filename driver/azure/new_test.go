@@ -1,53 +1,49 @@
 package azure
 
 import (
-	"context"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
-	"github.com/registryd/registryd/config"
+	"github.com/registryd/registryd/driver"
 )
 
 func TestNew(t *testing.T) {
 	const key = "a2V5" // any base64
-	ok := config.Azure{AccountName: "acct", AccountKey: key, Container: "c"}
-	d, err := New(context.Background(), ok)
+	ok := testConfig{AccountName: "acct", AccountKey: key, Container: "c", ServiceURL: "https://acct.blob.core.windows.net/"}
+	d, err := newTestDriver(ok, driver.DefaultRetryPolicy())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.chunk != 16<<20 || d.concurrency != 4 || d.sasProtocol != sas.ProtocolHTTPS ||
-		d.container.URL() != "https://acct.blob.core.windows.net/c" {
-		t.Errorf("defaults: chunk %d, concurrency %d, protocol %s, url %s", d.chunk, d.concurrency, d.sasProtocol, d.container.URL())
+	if d.chunk != 16<<20 || d.concurrency != 4 || d.budgetSize != 128<<20 || d.sasProtocol != sas.ProtocolHTTPS ||
+		d.sharedKey == nil || d.container.URL() != "https://acct.blob.core.windows.net/c" {
+		t.Errorf("defaults: chunk %d, concurrency %d, budget %d, protocol %s, url %s", d.chunk, d.concurrency, d.budgetSize, d.sasProtocol, d.container.URL())
 	}
-	// Without a key the default credential chain is used; building it makes no call.
-	noKey := ok
-	noKey.AccountKey = ""
-	if d, err := New(context.Background(), noKey); err != nil || d.sharedKey != nil {
-		t.Errorf("default credential: %v", err)
-	}
-	endpoint := ok
-	endpoint.Endpoint = "http://127.0.0.1:1/acct"
-	if d, err := New(context.Background(), endpoint); err != nil || d.sasProtocol != sas.ProtocolHTTPSandHTTP ||
+	plain := ok
+	plain.ServiceURL = "http://127.0.0.1:1/acct"
+	if d, err := newTestDriver(plain, driver.DefaultRetryPolicy()); err != nil || d.sasProtocol != sas.ProtocolHTTPSandHTTP ||
 		d.container.URL() != "http://127.0.0.1:1/acct/c" {
-		t.Errorf("endpoint alias: %v", err)
+		t.Errorf("plain http service URL: %v", err)
 	}
-	for name, mod := range map[string]func(*config.Azure){
-		"no account":       func(c *config.Azure) { c.AccountName = "" },
-		"no container":     func(c *config.Azure) { c.Container = "" },
-		"negative chunk":   func(c *config.Azure) { c.ChunkSize = -1 },
-		"huge chunk":       func(c *config.Azure) { c.ChunkSize = 5000 << 20 },
-		"negative workers": func(c *config.Azure) { c.MaxConcurrency = -1 },
-		"bad url":          func(c *config.Azure) { c.ServiceURL = "ftp://x" },
-		"no host":          func(c *config.Azure) { c.ServiceURL = "https:///acct" },
-		"aliases differ":   func(c *config.Azure) { c.ServiceURL, c.Endpoint = "https://a/", "https://b/" },
-		"bad root":         func(c *config.Azure) { c.RootDirectory = "a/../b" },
-		"bad key":          func(c *config.Azure) { c.AccountKey = "not base64!" },
+	big := ok
+	big.ChunkSize, big.MemoryBudget = 64<<20, 32<<20
+	if d, err := newTestDriver(big, driver.DefaultRetryPolicy()); err != nil || d.budgetSize != 64<<20 {
+		t.Errorf("a budget below one block is raised to it: %v", err)
+	}
+	for name, mod := range map[string]func(*testConfig){
+		"no container":     func(c *testConfig) { c.Container = "" },
+		"negative chunk":   func(c *testConfig) { c.ChunkSize = -1 },
+		"huge chunk":       func(c *testConfig) { c.ChunkSize = 5000 << 20 },
+		"negative workers": func(c *testConfig) { c.Concurrency = -1 },
+		"bad root":         func(c *testConfig) { c.RootDirectory = "a/../b" },
 	} {
 		cfg := ok
 		mod(&cfg)
-		if _, err := New(context.Background(), cfg); err == nil {
+		if _, err := newTestDriver(cfg, driver.DefaultRetryPolicy()); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	if _, err := New(nil, "c", Options{}); err == nil {
+		t.Error("nil client: accepted")
 	}
 }

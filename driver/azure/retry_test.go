@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
 )
 
@@ -58,8 +57,7 @@ func TestRetryAttempts(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			ad, err := New(context.Background(), config.Azure{AccountName: "acct", AccountKey: "a2V5", Container: "c", ServiceURL: srv.URL + "/"},
-				WithRetryPolicy(policy))
+			ad, err := newTestDriver(testConfig{AccountName: "acct", AccountKey: "a2V5", Container: "c", ServiceURL: srv.URL + "/"}, policy)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -14,17 +13,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/driver/internal/parts"
 	"github.com/registryd/registryd/driver/testsuite"
@@ -33,29 +30,33 @@ import (
 
 const partSize = 5 << 20
 
-// tokenServer is a stand-in for Google's OAuth token endpoint: it grants every JWT
-// assertion, or refuses every one as Google refuses a revoked key.
-func tokenServer(t *testing.T, refuse bool) (*httptest.Server, *atomic.Int64) {
+// newTestClient returns an unauthenticated client of the JSON API at endpoint (a URL
+// without a path gets "/storage/v1/"), as registryd builds one for an emulator.
+func newTestClient(t *testing.T, endpoint string) *storage.Client {
 	t.Helper()
-	calls := new(atomic.Int64)
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		_ = r.ParseForm()
-		w.Header().Set("Content-Type", "application/json")
-		if refuse || r.Form.Get("assertion") == "" {
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = io.WriteString(w, `{"error":"invalid_grant","error_description":"Invalid JWT Signature."}`)
-			return
-		}
-		_, _ = io.WriteString(w, `{"access_token":"test-token","token_type":"Bearer","expires_in":3600}`)
-	}))
-	t.Cleanup(s.Close)
-	return s, calls
+	if u, err := url.Parse(endpoint); err == nil && (u.Path == "" || u.Path == "/") {
+		endpoint = strings.TrimSuffix(endpoint, "/") + "/storage/v1/"
+	}
+	c, err := storage.NewClient(context.Background(), option.WithEndpoint(endpoint), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatalf("storage.NewClient: %v", err)
+	}
+	return c
 }
 
-// serviceAccountKey returns a service account key document with a fresh RSA key whose
-// token endpoint is tokenURL.
-func serviceAccountKey(t *testing.T, tokenURL string) []byte {
+// newDriver returns a driver on bucket through an unauthenticated client of endpoint.
+func newDriver(t *testing.T, endpoint, bucket string, opts Options) *Driver {
+	t.Helper()
+	d, err := New(newTestClient(t, endpoint), bucket, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d
+}
+
+// signingKey returns a fresh PEM RSA private key for V4 URL signing.
+func signingKey(t *testing.T) []byte {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -65,69 +66,26 @@ func serviceAccountKey(t *testing.T, tokenURL string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := json.Marshal(map[string]string{
-		"type":           "service_account",
-		"project_id":     "test",
-		"private_key_id": "k1",
-		"private_key":    string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
-		"client_email":   "registryd@test.iam.gserviceaccount.com",
-		"client_id":      "1",
-		"token_uri":      tokenURL,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
-func newDriver(t *testing.T, cfg config.GCS) *Driver {
-	t.Helper()
-	d, err := New(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	return d
-}
-
-// TestConformance runs the driver suite against fake-gcs-server, authenticating with a
-// service account key file (so URL signs real V4 URLs, which the emulator serves).
+// TestConformance runs the driver suite against fake-gcs-server with a URL signer (so URL
+// signs real V4 URLs, which the emulator serves).
 func TestConformance(t *testing.T) {
 	gcs := testenv.StartFakeGCS(t)
-	keyFile := filepath.Join(t.TempDir(), "key.json")
-	tokens, calls := tokenServer(t, false)
-	if err := os.WriteFile(keyFile, serviceAccountKey(t, tokens.URL+"/token"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := newDriver(t, config.GCS{
-		Bucket: gcs.NewBucket(t), RootDirectory: "/registry/", Endpoint: gcs.Endpoint,
-		KeyFile: keyFile, ChunkSize: partSize,
+	d := newDriver(t, gcs.Endpoint, gcs.NewBucket(t), Options{
+		RootDirectory: "/registry/", ChunkSize: partSize, InsecureURLs: true,
+		SignerEmail: "registryd@test.iam.gserviceaccount.com", SignerKey: signingKey(t),
 	})
-	if d.signer == nil {
-		t.Fatal("a service account key did not give a URL signer")
-	}
 	testsuite.Run(t, testsuite.Harness{Driver: d, PartSize: partSize})
-	if calls.Load() == 0 {
-		t.Error("the client never asked the token endpoint: requests went unauthenticated")
-	}
 }
 
-// TestEmulatorHostAndNoKey: STORAGE_EMULATOR_HOST alone selects the emulator without
-// authentication, and URL is then unsupported.
-func TestEmulatorHostAndNoKey(t *testing.T) {
+// TestNoSigner: without a signer URL is unsupported.
+func TestNoSigner(t *testing.T) {
 	gcs := testenv.StartFakeGCS(t)
-	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(gcs.URL, "http://"))
-	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", "")
-	d := newDriver(t, config.GCS{Bucket: gcs.NewBucket(t)})
-	ctx := context.Background()
-	if err := d.Put(ctx, "a/b", strings.NewReader("hello"), 5); err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := d.Stat(ctx, "a/b"); err != nil || fi.Size != 5 {
-		t.Fatalf("stat: %+v, %v", fi, err)
-	}
-	if _, err := d.URL(ctx, "a/b", time.Minute); !errors.Is(err, driver.ErrUnsupported) {
-		t.Errorf("URL without a key: want ErrUnsupported, got %v", err)
+	d := newDriver(t, gcs.Endpoint, gcs.NewBucket(t), Options{})
+	if _, err := d.URL(context.Background(), "a/b", time.Minute); !errors.Is(err, driver.ErrUnsupported) {
+		t.Errorf("URL without a signer: want ErrUnsupported, got %v", err)
 	}
 }
 
@@ -154,8 +112,8 @@ func rawNames(t *testing.T, d *Driver, prefix string) []string {
 func TestWriterSessions(t *testing.T) {
 	gcs := testenv.StartFakeGCS(t)
 	bucket := gcs.NewBucket(t)
-	small := newDriver(t, config.GCS{Bucket: bucket, Endpoint: gcs.Endpoint, ChunkSize: minChunkSize})
-	other := newDriver(t, config.GCS{Bucket: bucket, Endpoint: gcs.Endpoint, ChunkSize: 1 << 20})
+	small := newDriver(t, gcs.Endpoint, bucket, Options{ChunkSize: minChunkSize})
+	other := newDriver(t, gcs.Endpoint, bucket, Options{ChunkSize: 1 << 20})
 	ctx := context.Background()
 	data := make([]byte, 40*minChunkSize+123)
 	_, _ = rand.Read(data)
@@ -266,7 +224,7 @@ func TestWriterSessions(t *testing.T) {
 		// Concurrent writers sharing a budget of a single part buffer all finish, and a
 		// writer dropped mid-stream (its request failed) returns its budget when its ctx
 		// ends.
-		tight := newDriver(t, config.GCS{Bucket: bucket, Endpoint: gcs.Endpoint, ChunkSize: minChunkSize})
+		tight := newDriver(t, gcs.Endpoint, bucket, Options{ChunkSize: minChunkSize})
 		tight.budget = parts.NewBudget(tight.chunk, tight.chunk)
 		failed, cancel := context.WithCancel(ctx)
 		dropped, err := tight.Writer(failed, "s4/dropped", nil)
@@ -398,31 +356,14 @@ func expectClass(t *testing.T, d *Driver, want error, within time.Duration) {
 	}
 }
 
-// TestMisconfiguration checks the error classes of real failures: a missing bucket, refused
-// credentials, an API denying access, an unreachable endpoint.
+// TestMisconfiguration checks the error classes of real failures: a missing bucket, an
+// API denying access, an unreachable endpoint. (Refused credentials: cmd/registryd.)
 func TestMisconfiguration(t *testing.T) {
 	gcs := testenv.StartFakeGCS(t)
-	t.Setenv("STORAGE_EMULATOR_HOST", "")
-	base := config.GCS{Bucket: gcs.NewBucket(t), Endpoint: gcs.Endpoint, ChunkSize: minChunkSize}
+	opts := Options{ChunkSize: minChunkSize}
 
 	t.Run("MissingBucket", func(t *testing.T) {
-		cfg := base
-		cfg.Bucket = "no-such-bucket"
-		expectClass(t, newDriver(t, cfg), driver.ErrMisconfigured, 30*time.Second)
-	})
-
-	t.Run("RefusedCredentials", func(t *testing.T) {
-		// The token endpoint refuses the key (invalid_grant), as Google does for a deleted
-		// or revoked service account key.
-		cfg := base
-		refusing, calls := tokenServer(t, true)
-		cfg.Credentials = string(serviceAccountKey(t, refusing.URL+"/token"))
-		defer func() {
-			if calls.Load() == 0 {
-				t.Error("the token endpoint was never asked")
-			}
-		}()
-		expectClass(t, newDriver(t, cfg), driver.ErrPermission, 30*time.Second)
+		expectClass(t, newDriver(t, gcs.Endpoint, "no-such-bucket", opts), driver.ErrMisconfigured, 30*time.Second)
 	})
 
 	t.Run("AccessDenied", func(t *testing.T) {
@@ -434,9 +375,7 @@ func TestMisconfiguration(t *testing.T) {
 			_, _ = io.WriteString(w, `{"error":{"code":403,"message":"registryd@test.iam.gserviceaccount.com does not have storage.objects.get access","errors":[{"domain":"global","reason":"forbidden","message":"denied"}]}}`)
 		}))
 		t.Cleanup(deny.Close)
-		cfg := base
-		cfg.Endpoint = deny.URL
-		expectClass(t, newDriver(t, cfg), driver.ErrPermission, 30*time.Second)
+		expectClass(t, newDriver(t, deny.URL, gcs.NewBucket(t), opts), driver.ErrPermission, 30*time.Second)
 	})
 
 	t.Run("Unreachable", func(t *testing.T) {
@@ -446,43 +385,34 @@ func TestMisconfiguration(t *testing.T) {
 		}
 		addr := l.Addr().String()
 		l.Close() // a closed loopback port: connections are refused
-		cfg := base
-		cfg.Endpoint = "http://" + addr
-		expectClass(t, newDriver(t, cfg), driver.ErrUnavailable, 10*time.Second)
+		expectClass(t, newDriver(t, "http://"+addr, gcs.NewBucket(t), opts), driver.ErrUnavailable, 10*time.Second)
 	})
 }
 
-// TestNewValidates checks the configuration errors New reports without any request.
+// TestNewValidates checks the options New refuses, without any request.
 func TestNewValidates(t *testing.T) {
-	t.Setenv("STORAGE_EMULATOR_HOST", "")
+	client := newTestClient(t, "http://127.0.0.1:1")
 	for _, c := range []struct {
-		name string
-		cfg  config.GCS
-		want string
+		name   string
+		bucket string
+		opts   Options
 	}{
-		{"NoBucket", config.GCS{Endpoint: "http://127.0.0.1:1"}, "bucket"},
-		{"BadRoot", config.GCS{Bucket: "b", Endpoint: "http://127.0.0.1:1", RootDirectory: "a/../b"}, "rootdirectory"},
-		{"SmallChunk", config.GCS{Bucket: "b", Endpoint: "http://127.0.0.1:1", ChunkSize: 1000}, "chunksize"},
-		{"Concurrency", config.GCS{Bucket: "b", Endpoint: "http://127.0.0.1:1", MaxConcurrency: -1}, "maxconcurrency"},
-		{"Endpoint", config.GCS{Bucket: "b", Endpoint: "ftp://x"}, "endpoint"},
-		{"BothCredentials", config.GCS{Bucket: "b", Endpoint: "http://127.0.0.1:1", KeyFile: "k", Credentials: "{}"}, "at most one"},
-		{"MissingKeyFile", config.GCS{Bucket: "b", Endpoint: "http://127.0.0.1:1", KeyFile: "/nonexistent/key.json"}, "keyfile"},
-		{"NotCredentials", config.GCS{Bucket: "b", Endpoint: "http://127.0.0.1:1", Credentials: "[1]"}, "credentials"},
+		{"NoBucket", "", Options{}},
+		{"BucketName", "a/b", Options{}},
+		{"BadRoot", "b", Options{RootDirectory: "a/../b"}},
+		{"SmallChunk", "b", Options{ChunkSize: 1000}},
+		{"LargeChunk", "b", Options{ChunkSize: 2 << 30}},
+		{"NegativeConcurrency", "b", Options{Concurrency: -1}},
+		{"Concurrency", "b", Options{Concurrency: maxConcurrency + 1}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := New(context.Background(), c.cfg)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("New: want an error naming %q, got %v", c.want, err)
+			if _, err := New(client, c.bucket, c.opts); err == nil {
+				t.Error("New succeeded")
 			}
 		})
 	}
-	u, err := endpointURL("", "127.0.0.1:4443")
-	if err != nil || u.String() != "http://127.0.0.1:4443/storage/v1/" {
-		t.Errorf("emulator host endpoint: %v, %v", u, err)
-	}
-	u, err = endpointURL("https://storage.example.com", "ignored:1")
-	if err != nil || u.String() != "https://storage.example.com/storage/v1/" {
-		t.Errorf("configured endpoint: %v, %v", u, err)
+	if _, err := New(client, "b", Options{}); err != nil {
+		t.Errorf("zero options: %v", err)
 	}
 }
 

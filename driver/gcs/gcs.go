@@ -21,13 +21,11 @@
 package gcs
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,22 +35,20 @@ import (
 	"github.com/googleapis/gax-go/v2"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/api/iterator"
-	"google.golang.org/api/option"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/driver/internal/parts"
 )
 
 const (
-	// defaultChunkSize is the part size when config.GCS.ChunkSize is 0.
+	// defaultChunkSize is the part size when Options.ChunkSize is 0.
 	defaultChunkSize = 16 << 20
-	// minChunkSize and maxChunkSize bound config.GCS.ChunkSize: parts are held in memory,
+	// minChunkSize and maxChunkSize bound Options.ChunkSize: parts are held in memory,
 	// and tiny parts would multiply the component objects of an upload.
 	minChunkSize = 256 << 10
 	maxChunkSize = 1 << 30
 	// defaultConcurrency is the number of parts of one Writer in flight when
-	// config.GCS.MaxConcurrency is 0; maxConcurrency bounds it.
+	// Options.Concurrency is 0; maxConcurrency bounds it.
 	defaultConcurrency = 4
 	maxConcurrency     = 64
 	// defaultMemoryBudget caps the bytes of part buffers across all writers of a Driver.
@@ -87,9 +83,9 @@ type Driver struct {
 
 	// signer signs URLs; nil when the credentials hold no service account key.
 	signer *signer
-	// insecure is set when the endpoint is plain http (an emulator): signed URLs use http.
+	// insecure is Options.InsecureURLs (a plain-http endpoint, an emulator): signed URLs use http.
 	insecure bool
-	// retry is the one retry policy of the driver (see Option): it bounds the client's
+	// retry is the one retry policy of the driver (see New): it bounds the client's
 	// retries through bucket and the driver's own loop around writer uploads and composes,
 	// whose requests go through once.
 	retry driver.RetryPolicy
@@ -103,126 +99,85 @@ type signer struct {
 
 var _ driver.Driver = (*Driver)(nil)
 
-// New returns a driver for cfg. It validates the configuration and builds the client but
-// makes no request: a missing bucket or refused credentials surface as ErrMisconfigured or
-// ErrPermission from the first operation, not here.
-//
-// cfg.Bucket is required. Credentials come from cfg.Credentials (the JSON inline) or
-// cfg.KeyFile (a JSON file), at most one of them; without either, Application Default
-// Credentials are used (GOOGLE_APPLICATION_CREDENTIALS, GKE workload identity, the metadata
-// server), except that a plain-http endpoint (an emulator) is used without authentication.
-// The endpoint is cfg.Endpoint or else the STORAGE_EMULATOR_HOST environment variable
-// ("host:port" or a URL); a URL without a path gets "/storage/v1/". ChunkSize (default
-// 16 MiB, from 256 KiB to 1 GiB) is the part size of writers; MaxConcurrency (default 4)
-// the number of parts of one writer uploaded in parallel. The part buffers of all writers
-// of the driver share a 128 MiB budget (at least one part). ctx is used only while
-// building the client.
+// Options are the driver's settings. The zero value of each field is its default.
+type Options struct {
+	// RootDirectory is the name prefix of every object ("": the bucket root); it must be
+	// a valid driver.Root.
+	RootDirectory string
+	// ChunkSize is the part size of writers, between 256 KiB and 1 GiB. Default 16 MiB.
+	ChunkSize int64
+	// Concurrency is the number of parts of one writer uploaded in parallel, between 1
+	// and 64. Default 4.
+	Concurrency int
+	// SignerEmail and SignerKey are the service account (its client_email and PEM
+	// private_key) that signs V4 URLs. Without them URL returns driver.ErrUnsupported.
+	SignerEmail string
+	SignerKey   []byte
+	// InsecureURLs makes signed URLs plain http, for a plain-http endpoint (an
+	// emulator). Default false: https.
+	InsecureURLs bool
+	// Retry is the one retry policy of the driver (see New); registryd passes
+	// storage.retry, the policy of its driver.WithRetry. Default (zero value):
+	// driver.DefaultRetryPolicy.
+	Retry driver.RetryPolicy
+}
+
+// New returns a driver on bucket through client, which carries the endpoint and the
+// credentials. It makes no request: a missing bucket or refused credentials surface as
+// ErrMisconfigured or ErrPermission from the first operation, not here. The driver owns
+// client from then on: Close closes it. Options breaking an invariant of the driver (a
+// part size out of range) are refused with a plain error.
 //
 // Retries: requests of calls that driver.WithRetry retries (driver.RetriedByCaller) are
 // tried once, so WithRetry is their only retry layer. Any other request (a Writer's, or
-// any call on a driver not wrapped by WithRetry) is retried with the policy of
-// WithRetryPolicy (default driver.DefaultRetryPolicy): idempotent requests by the client,
-// writer uploads and composes, which the client does not consider idempotent, by a loop
-// of the driver around requests tried once. Either way a request is made at most
-// MaxAttempts times.
-func New(ctx context.Context, cfg config.GCS, opts ...Option) (*Driver, error) {
-	if cfg.Bucket == "" {
-		return nil, errors.New("gcs: bucket is required")
+// any call on a driver not wrapped by WithRetry) is retried with opts.Retry: idempotent
+// requests by the client, writer uploads and composes, which the client does not
+// consider idempotent, by a loop of the driver around requests tried once. Either way a
+// request is made at most MaxAttempts times.
+func New(client *storage.Client, bucket string, opts Options) (*Driver, error) {
+	if client == nil || bucket == "" {
+		return nil, errors.New("gcs: a client and a bucket are required")
 	}
-	if strings.ContainsAny(cfg.Bucket, "/ ") {
-		return nil, fmt.Errorf("gcs: bucket: %q is not a bucket name", cfg.Bucket)
+	if strings.ContainsAny(bucket, "/ ") {
+		return nil, fmt.Errorf("gcs: %q is not a bucket name", bucket)
 	}
-	switch {
-	case cfg.ChunkSize == 0:
-		cfg.ChunkSize = defaultChunkSize
-	case cfg.ChunkSize < minChunkSize || cfg.ChunkSize > maxChunkSize:
-		return nil, fmt.Errorf("gcs: chunksize: must be between %d and %d, got %d", minChunkSize, maxChunkSize, cfg.ChunkSize)
+	chunk := cmp.Or(opts.ChunkSize, defaultChunkSize)
+	if chunk < minChunkSize || chunk > maxChunkSize {
+		return nil, fmt.Errorf("gcs: chunk size must be between %d and %d, got %d", minChunkSize, maxChunkSize, chunk)
 	}
-	switch {
-	case cfg.MaxConcurrency == 0:
-		cfg.MaxConcurrency = defaultConcurrency
-	case cfg.MaxConcurrency < 0 || cfg.MaxConcurrency > maxConcurrency:
-		return nil, fmt.Errorf("gcs: maxconcurrency: must be between 1 and %d, got %d", maxConcurrency, cfg.MaxConcurrency)
+	concurrency := cmp.Or(opts.Concurrency, defaultConcurrency)
+	if concurrency < 1 || concurrency > maxConcurrency {
+		return nil, fmt.Errorf("gcs: concurrency must be between 1 and %d, got %d", maxConcurrency, concurrency)
 	}
-	root, err := driver.NewRoot(cfg.RootDirectory)
+	root, err := driver.NewRoot(opts.RootDirectory)
 	if err != nil {
 		return nil, fmt.Errorf("gcs: %w", err)
 	}
-
 	d := &Driver{
-		bucketName:  cfg.Bucket,
+		client:      client,
+		bucketName:  bucket,
 		root:        root,
-		chunk:       cfg.ChunkSize,
-		concurrency: cfg.MaxConcurrency,
-		budget:      parts.NewBudget(defaultMemoryBudget, cfg.ChunkSize),
-		retry:       driver.DefaultRetryPolicy(),
+		chunk:       chunk,
+		concurrency: concurrency,
+		budget:      parts.NewBudget(defaultMemoryBudget, chunk),
+		insecure:    opts.InsecureURLs,
+		retry:       opts.Retry,
 	}
-	for _, o := range opts {
-		o(d)
+	if d.retry == (driver.RetryPolicy{}) {
+		d.retry = driver.DefaultRetryPolicy()
 	}
-
-	var copts []option.ClientOption
-	endpoint, err := endpointURL(cfg.Endpoint, os.Getenv("STORAGE_EMULATOR_HOST"))
-	if err != nil {
-		return nil, err
-	}
-	if endpoint != nil {
-		copts = append(copts, option.WithEndpoint(endpoint.String()))
-		d.insecure = endpoint.Scheme == "http"
-	}
-
-	creds, err := credentialsJSON(cfg)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case creds != nil:
-		var head struct {
-			Type string `json:"type"`
-		}
-		if err := json.Unmarshal(creds, &head); err != nil || head.Type == "" {
-			return nil, errors.New("gcs: credentials: not a Google credentials JSON document")
-		}
-		copts = append(copts, option.WithAuthCredentialsJSON(option.CredentialsType(head.Type), creds))
-		d.signer = parseSigner(creds)
-	case d.insecure:
-		copts = append(copts, option.WithoutAuthentication())
-	default:
-		// Application Default Credentials; a service account key file named by
-		// GOOGLE_APPLICATION_CREDENTIALS can also sign URLs.
-		if f := os.Getenv("GOOGLE_APPLICATION_CREDENTIALS"); f != "" {
-			if b, err := os.ReadFile(f); err == nil {
-				d.signer = parseSigner(b)
-			}
-		}
-	}
-
-	client, err := storage.NewClient(ctx, copts...)
-	if err != nil {
-		return nil, fmt.Errorf("gcs: client: %w", err)
+	if opts.SignerEmail != "" && len(opts.SignerKey) > 0 {
+		d.signer = &signer{email: opts.SignerEmail, key: opts.SignerKey}
 	}
 	maxDelay := d.retry.MaxDelay
 	if maxDelay <= 0 {
 		maxDelay = 30 * time.Second // gax's default cap
 	}
-	client.SetRetry(
+	d.bucket = client.Bucket(bucket).Retryer(
 		storage.WithBackoff(gax.Backoff{Initial: max(d.retry.BaseDelay, time.Nanosecond), Max: maxDelay, Multiplier: 2}),
-		storage.WithMaxAttempts(max(d.retry.MaxAttempts, 1)),
-	)
-	d.client = client
-	d.bucket = client.Bucket(cfg.Bucket)
-	d.once = client.Bucket(cfg.Bucket).Retryer( // its own copy of the retry settings
-		storage.WithPolicy(storage.RetryNever))
+		storage.WithMaxAttempts(max(d.retry.MaxAttempts, 1)))
+	d.once = client.Bucket(bucket).Retryer(storage.WithPolicy(storage.RetryNever))
 	return d, nil
-}
-
-// Option adjusts a Driver beyond what config.GCS expresses.
-type Option func(*Driver)
-
-// WithRetryPolicy sets the retry policy of requests the driver retries itself (see New);
-// registryd passes storage.retry, the policy of its driver.WithRetry.
-func WithRetryPolicy(p driver.RetryPolicy) Option {
-	return func(d *Driver) { d.retry = p }
 }
 
 // b returns the bucket handle for a request made under ctx: one tried once when the
@@ -234,67 +189,10 @@ func (d *Driver) b(ctx context.Context) *storage.BucketHandle {
 	return d.bucket
 }
 
-// endpointURL returns the JSON API endpoint from the configured endpoint or else the
-// emulator host, or nil for the default endpoint.
-func endpointURL(configured, emulatorHost string) (*url.URL, error) {
-	raw := configured
-	if raw == "" {
-		raw = emulatorHost
-		if raw != "" && !strings.Contains(raw, "://") {
-			raw = "http://" + raw
-		}
-	}
-	if raw == "" {
-		return nil, nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		return nil, fmt.Errorf("gcs: endpoint: want an http(s) URL without query, got %q", raw)
-	}
-	if u.Path == "" || u.Path == "/" {
-		u.Path = "/storage/v1/"
-	}
-	if !strings.HasSuffix(u.Path, "/") {
-		u.Path += "/"
-	}
-	return u, nil
-}
-
-// credentialsJSON returns the configured credentials document, or nil for Application
-// Default Credentials.
-func credentialsJSON(cfg config.GCS) ([]byte, error) {
-	switch {
-	case cfg.Credentials != "" && cfg.KeyFile != "":
-		return nil, errors.New("gcs: credentials and keyfile: set at most one")
-	case cfg.Credentials != "":
-		return []byte(cfg.Credentials), nil
-	case cfg.KeyFile != "":
-		b, err := os.ReadFile(cfg.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("gcs: keyfile: %w", err)
-		}
-		return b, nil
-	}
-	return nil, nil
-}
-
-// parseSigner returns the URL signer of a service account key document, or nil.
-func parseSigner(b []byte) *signer {
-	var sa struct {
-		Type        string `json:"type"`
-		ClientEmail string `json:"client_email"`
-		PrivateKey  string `json:"private_key"`
-	}
-	if json.Unmarshal(b, &sa) != nil || sa.Type != "service_account" || sa.ClientEmail == "" || sa.PrivateKey == "" {
-		return nil
-	}
-	return &signer{email: sa.ClientEmail, key: []byte(sa.PrivateKey)}
-}
-
 // Name implements driver.Driver.
 func (d *Driver) Name() string { return "gcs" }
 
-// Close releases the client's connections. The driver must not be used afterwards.
+// Close closes the client given to New, releasing its connections. The driver must not be used afterwards.
 func (d *Driver) Close() error { return d.client.Close() }
 
 // key returns the object name of a caller's path.

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
 )
 
@@ -55,7 +54,7 @@ func TestRetryAttempts(t *testing.T) {
 				_, _ = w.Write([]byte(`{"error":{"code":503,"message":"backend down"}}`))
 			}))
 			defer srv.Close()
-			gd, err := New(context.Background(), config.GCS{Bucket: "b", Endpoint: srv.URL}, WithRetryPolicy(policy))
+			gd, err := New(newTestClient(t, srv.URL), "b", Options{Retry: policy})
 			if err != nil {
 				t.Fatal(err)
 			}

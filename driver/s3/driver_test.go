@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/driver/s3"
 	"github.com/registryd/registryd/driver/testsuite"
@@ -37,22 +36,26 @@ func isolate(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 }
 
-// minioConfig is a config.S3 for bucket on m with a 5 MiB part size.
-func minioConfig(m *testenv.MinIO, bucket string) config.S3 {
-	return config.S3{
-		Bucket:         bucket,
-		Region:         m.Region,
-		RegionEndpoint: m.Endpoint,
-		ForcePathStyle: true,
-		AccessKey:      m.AccessKey,
-		SecretKey:      m.SecretKey,
-		ChunkSize:      partSize,
-	}
+// testConfig is where a test driver's client connects, its bucket and its options.
+type testConfig struct {
+	Bucket, Region, RegionEndpoint, AccessKey, SecretKey string
+	s3.Options
 }
 
-func newDriver(t *testing.T, cfg config.S3, opts ...s3.Option) *s3.Driver {
+// minioConfig is a testConfig for bucket on m with a 5 MiB part size.
+func minioConfig(m *testenv.MinIO, bucket string) testConfig {
+	cfg := testConfig{Bucket: bucket, Region: m.Region, RegionEndpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey}
+	cfg.ChunkSize = partSize
+	return cfg
+}
+
+// newDriver returns a driver on cfg; retry, when given, is its retry policy.
+func newDriver(t *testing.T, cfg testConfig, retry ...driver.RetryPolicy) *s3.Driver {
 	t.Helper()
-	d, err := s3.New(context.Background(), cfg, opts...)
+	if len(retry) > 0 {
+		cfg.Retry = retry[0]
+	}
+	d, err := s3.New(s3.NewTestClient(cfg.Region, cfg.RegionEndpoint, cfg.AccessKey, cfg.SecretKey), cfg.Bucket, cfg.Options)
 	if err != nil {
 		t.Fatalf("s3.New: %v", err)
 	}
@@ -60,7 +63,7 @@ func newDriver(t *testing.T, cfg config.S3, opts ...s3.Option) *s3.Driver {
 }
 
 // fastFail bounds retries so failure cases end quickly.
-var fastFail = s3.WithRetryPolicy(driver.RetryPolicy{MaxAttempts: 2, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond})
+var fastFail = driver.RetryPolicy{MaxAttempts: 2, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond}
 
 func TestS3(t *testing.T) {
 	isolate(t)
@@ -153,7 +156,7 @@ func testMisconfigured(t *testing.T, m *testenv.MinIO) {
 	}
 	cases := []struct {
 		name string
-		cfg  config.S3
+		cfg  testConfig
 		want error
 	}{
 		{"WrongSecret", wrongSecret, driver.ErrPermission},
@@ -273,8 +276,8 @@ func paths(l []driver.Info) string {
 func testMultipartCopy(t *testing.T, m *testenv.MinIO) {
 	ctx := context.Background()
 	cfg := minioConfig(m, m.NewBucket(t))
-	cfg.MultipartCopyThresholdSize = 1
-	cfg.MultipartCopyChunkSize = partSize
+	cfg.CopyThreshold = 1
+	cfg.CopyChunkSize = partSize
 	d := newDriver(t, cfg)
 	b := make([]byte, 2*partSize+12345)
 	for i := range b {
@@ -307,8 +310,8 @@ func testRootDirectory(t *testing.T, m *testenv.MinIO) {
 	bucket := m.NewBucket(t)
 	cfg := minioConfig(m, bucket)
 	cfg.RootDirectory = "/some/root/"
-	cfg.ChecksumDisabled = true
-	cfg.MultipartConcurrency = 1
+	cfg.DisableChecksums = true
+	cfg.Concurrency = 1
 	d := newDriver(t, cfg)
 	w, err := d.Writer(ctx, "up/data", nil)
 	if err != nil {
@@ -486,8 +489,8 @@ func TestThrottling(t *testing.T) {
 			w.WriteHeader(c.status)
 			fmt.Fprintf(w, "<Error><Code>%s</Code><Message>m</Message></Error>", c.code)
 		}))
-		d := newDriver(t, config.S3{Bucket: "b", RegionEndpoint: srv.URL, ForcePathStyle: true, AccessKey: "a", SecretKey: "s"},
-			s3.WithRetryPolicy(driver.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}))
+		d := newDriver(t, testConfig{Bucket: "b", RegionEndpoint: srv.URL, AccessKey: "a", SecretKey: "s"},
+			driver.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond})
 		_, err := d.List(context.Background(), "x", "", 0)
 		srv.Close()
 		if !errors.Is(err, c.want) || errors.Is(err, driver.ErrNotFound) {
@@ -499,28 +502,28 @@ func TestThrottling(t *testing.T) {
 	}
 }
 
-// TestNewValidates: invalid configurations are refused without a network call.
+// TestNewValidates: options breaking the driver's invariants are refused without a
+// network call; the zero Options are valid.
 func TestNewValidates(t *testing.T) {
 	isolate(t)
-	base := config.S3{Bucket: "b", Region: "r"}
-	for name, mod := range map[string]func(*config.S3){
-		"no bucket":      func(c *config.S3) { c.Bucket = "" },
-		"no region":      func(c *config.S3) { c.Region = "" },
-		"small chunk":    func(c *config.S3) { c.ChunkSize = 1 << 20 },
-		"small budget":   func(c *config.S3) { c.MemoryBudget = 6 << 20 },
-		"half keys":      func(c *config.S3) { c.AccessKey = "a" },
-		"bad endpoint":   func(c *config.S3) { c.RegionEndpoint = "ftp://x" },
-		"negative copy":  func(c *config.S3) { c.MultipartCopyThresholdSize = -1 },
-		"negative conc.": func(c *config.S3) { c.MultipartConcurrency = -1 },
+	client := s3.NewTestClient("r", "http://127.0.0.1:1", "a", "s")
+	for name, opts := range map[string]s3.Options{
+		"small chunk":    {ChunkSize: 1 << 20},
+		"large chunk":    {ChunkSize: 6 << 30},
+		"small copy":     {CopyChunkSize: 1 << 20},
+		"small budget":   {MemoryBudget: 6 << 20},
+		"negative copy":  {CopyThreshold: -1},
+		"negative conc.": {Concurrency: -1},
 	} {
-		cfg := base
-		mod(&cfg)
-		if _, err := s3.New(context.Background(), cfg); !errors.Is(err, driver.ErrMisconfigured) {
-			t.Errorf("%s: want ErrMisconfigured, got %v", name, err)
+		if _, err := s3.New(client, "b", opts); err == nil {
+			t.Errorf("%s: New succeeded", name)
 		}
 	}
-	if _, err := s3.New(context.Background(), base); err != nil {
-		t.Errorf("valid config: %v", err)
+	if _, err := s3.New(client, "", s3.Options{}); err == nil {
+		t.Error("no bucket: New succeeded")
+	}
+	if _, err := s3.New(client, "b", s3.Options{}); err != nil {
+		t.Errorf("zero options: %v", err)
 	}
 }
 
@@ -573,7 +576,7 @@ func testPayloadIntegrity(t *testing.T, m *testenv.MinIO) {
 			p := &recordingProxy{}
 			cfg := minioConfig(m, m.NewBucket(t))
 			cfg.RegionEndpoint = p.start(t, m)
-			cfg.ChecksumDisabled = !checksums
+			cfg.DisableChecksums = !checksums
 			d := newDriver(t, cfg, fastFail)
 			data := bytes.Repeat([]byte("payload!"), (partSize+partSize/2)/8)
 			w, err := d.Writer(ctx, "obj", nil)

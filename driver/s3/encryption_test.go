@@ -41,8 +41,8 @@ func TestS3Encrypted(t *testing.T) {
 			ctx := context.Background()
 			bucket := m.NewBucket(t)
 			cfg := minioConfig(m, bucket)
-			cfg.Encrypt, cfg.KeyID = true, tc.keyID
-			cfg.MultipartCopyThresholdSize = partSize // larger objects are copied part by part
+			cfg.Encrypt, cfg.KMSKeyID = true, tc.keyID
+			cfg.CopyThreshold = partSize // larger objects are copied part by part
 			d := newDriver(t, cfg)
 			check := func(p string, want []byte) {
 				t.Helper()

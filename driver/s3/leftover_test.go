@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/internal/testenv"
 )
 
@@ -27,10 +26,7 @@ func TestNoLeftoverUploads(t *testing.T) {
 	m := testenv.StartMinIO(t)
 	bucket := m.NewBucket(t)
 	ctx := context.Background()
-	d, err := New(ctx, config.S3{
-		Bucket: bucket, Region: m.Region, RegionEndpoint: m.Endpoint, ForcePathStyle: true,
-		AccessKey: m.AccessKey, SecretKey: m.SecretKey, ChunkSize: minChunkSize,
-	})
+	d, err := New(NewTestClient(m.Region, m.Endpoint, m.AccessKey, m.SecretKey), bucket, Options{ChunkSize: minChunkSize})
 	if err != nil {
 		t.Fatal(err)
 	}

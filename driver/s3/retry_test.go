@@ -8,9 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
-	"github.com/registryd/registryd/driver/s3"
 )
 
 // TestRetryAttempts points the driver at a server answering 503 to every request and
@@ -57,8 +55,7 @@ func TestRetryAttempts(t *testing.T) {
 				_, _ = w.Write([]byte("<Error><Code>ServiceUnavailable</Code><Message>backend down</Message></Error>"))
 			}))
 			defer srv.Close()
-			var d driver.Driver = newDriver(t, config.S3{Bucket: "b", RegionEndpoint: srv.URL, ForcePathStyle: true, AccessKey: "a", SecretKey: "s"},
-				s3.WithRetryPolicy(policy))
+			var d driver.Driver = newDriver(t, testConfig{Bucket: "b", RegionEndpoint: srv.URL, AccessKey: "a", SecretKey: "s"}, policy)
 			if c.wrapped {
 				d = driver.WithRetry(d, policy)
 			}

@@ -17,7 +17,7 @@
 // uploads and completion, any call on a driver not wrapped by WithRetry) is retried by
 // the SDK's standard retryer (SlowDown, 503, 5xx and connection errors; client-side retry
 // quota disabled) with the attempts and full-jitter backoff of the policy given by
-// WithRetryPolicy, by default driver.DefaultRetryPolicy. Either way a request is made at
+// Options.Retry, by default driver.DefaultRetryPolicy. Either way a request is made at
 // most MaxAttempts times; an error surfaces as driver.ErrThrottled or
 // driver.ErrUnavailable when they are spent.
 //
@@ -26,14 +26,12 @@ package s3
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -41,15 +39,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
-	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/driver/internal/parts"
 )
@@ -61,20 +55,18 @@ const (
 	maxChunkSize = 5 << 30
 	// maxParts is S3's largest part count of one multipart upload.
 	maxParts = 10000
-	// defaultChunkSize is the part size when config.S3.ChunkSize is 0.
+	// defaultChunkSize is the part size when Options.ChunkSize is 0.
 	defaultChunkSize = 16 << 20
 	// defaultConcurrency is the part buffers of one upload (one filling, the others
-	// uploading) when config.S3.MultipartConcurrency is 0.
+	// uploading) when Options.Concurrency is 0.
 	defaultConcurrency = 4
-	// defaultCopyThreshold and defaultCopyChunk apply when the multipart copy keys are 0.
+	// defaultCopyThreshold and defaultCopyChunk apply when Options.CopyThreshold and Options.CopyChunkSize are 0.
 	defaultCopyThreshold = 32 << 20
 	defaultCopyChunk     = 32 << 20
 	// defaultMemoryBudget caps part buffers across all writers of a Driver.
 	defaultMemoryBudget = 128 << 20
 	// deleteBatch is the most keys one DeleteObjects accepts.
 	deleteBatch = 1000
-	// defaultRegion signs requests to S3-compatible endpoints configured without a region.
-	defaultRegion = "us-east-1"
 )
 
 // Driver stores objects in one S3 bucket. It is safe for concurrent use, and several
@@ -96,7 +88,7 @@ type Driver struct {
 	storageClass  types.StorageClass
 	sse           types.ServerSideEncryption
 	kmsKeyID      string
-	// checksums is false when config.S3.ChecksumDisabled: no CRC32 on parts.
+	// checksums is false when Options.DisableChecksums: no CRC32 on parts.
 	checksums bool
 	// bodyOptions are the per-call options of requests carrying object data: unsigned
 	// payloads when a CRC32 checksum protects the body, none otherwise.
@@ -110,18 +102,41 @@ type Driver struct {
 
 var _ driver.Driver = (*Driver)(nil)
 
-// Option adjusts a Driver beyond what config.S3 expresses.
-type Option func(*options)
-
-type options struct {
-	retry driver.RetryPolicy
-}
-
-// WithRetryPolicy sets the retry policy of the requests the driver retries itself (see
-// the package documentation); registryd passes storage.retry, the policy of its
-// driver.WithRetry. MaxAttempts below 2 disables these retries.
-func WithRetryPolicy(p driver.RetryPolicy) Option {
-	return func(o *options) { o.retry = p }
+// Options are the driver's settings. The zero value of each field is its default.
+type Options struct {
+	// RootDirectory is the key prefix of every object ("" or "/": the bucket root);
+	// leading and trailing slashes are ignored.
+	RootDirectory string
+	// ChunkSize is the part size of multipart uploads, between 5 MiB and 5 GiB (S3's
+	// limits). Default 16 MiB.
+	ChunkSize int64
+	// Concurrency is the part buffers of one upload (one filling, the others uploading),
+	// at least 1. Default 4.
+	Concurrency int
+	// CopyThreshold is the object size above which Copy uses a multipart copy, between 0
+	// and 5 GiB. Default 32 MiB.
+	CopyThreshold int64
+	// CopyChunkSize is the part size of a multipart copy, between 5 MiB and 5 GiB.
+	// Default 32 MiB.
+	CopyChunkSize int64
+	// MemoryBudget caps the bytes of part buffers held by all writers of the Driver; at
+	// least ChunkSize. Default 128 MiB.
+	MemoryBudget int64
+	// StorageClass of new objects. Default "": the bucket's default (STANDARD).
+	StorageClass types.StorageClass
+	// Encrypt asks for server-side encryption with S3-managed keys (SSE-S3). Default off.
+	Encrypt bool
+	// KMSKeyID, when set, asks for SSE-KMS with this key instead (Encrypt is then
+	// implied).
+	KMSKeyID string
+	// DisableChecksums turns off the CRC32 checksums of requests and responses (for
+	// S3-compatible stores without them). Default: checksums on.
+	DisableChecksums bool
+	// Retry is the policy of the requests the driver retries itself (see the package
+	// documentation); registryd passes storage.retry, the policy of its
+	// driver.WithRetry. MaxAttempts below 2 disables these retries. Default (zero
+	// value): driver.DefaultRetryPolicy.
+	Retry driver.RetryPolicy
 }
 
 // policyBackoff is the SDK retryer's backoff drawn from a driver.RetryPolicy, so that the
@@ -154,142 +169,74 @@ func standardRetryer(attempts int, p driver.RetryPolicy) aws.Retryer {
 	})
 }
 
-// New validates cfg and builds the S3 client. Credentials are the configured static keys,
-// or else the SDK's default chain (environment, shared profile, IRSA web identity,
-// container and instance roles). New makes no network call: a missing bucket or a
-// rejected credential surfaces on the first operation (as ErrMisconfigured or
-// ErrPermission), so registryd can start and report it. An invalid cfg returns an error
-// wrapping driver.ErrMisconfigured that names the key.
-func New(ctx context.Context, cfg config.S3, opts ...Option) (*Driver, error) {
-	o := options{retry: driver.DefaultRetryPolicy()}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if cfg.Bucket == "" {
-		return nil, misconfigured("bucket: required")
-	}
-	if cfg.Region == "" && cfg.RegionEndpoint == "" {
-		return nil, misconfigured("region: required unless regionendpoint is set")
-	}
-	if (cfg.AccessKey == "") != (cfg.SecretKey == "") {
-		return nil, misconfigured("accesskey and secretkey: set both or neither")
+// New returns a driver on bucket through client, which carries the endpoint, region,
+// credentials and HTTP transport. The driver makes its own copies of client: one
+// retrying with opts.Retry and one trying each request once, both with the driver's
+// checksum settings, so client's retryer and checksum options are replaced. New makes no
+// network call: a missing bucket or a rejected credential surfaces on the first
+// operation (as ErrMisconfigured or ErrPermission). Options breaking an invariant of the
+// driver (a part size S3 refuses, a budget below one part) are refused with a plain error.
+func New(client *s3.Client, bucket string, opts Options) (*Driver, error) {
+	if client == nil || bucket == "" {
+		return nil, errors.New("s3: a client and a bucket are required")
 	}
 	d := &Driver{
-		bucket:        cfg.Bucket,
-		chunk:         orDefault(cfg.ChunkSize, defaultChunkSize),
-		concurrency:   int(orDefault(int64(cfg.MultipartConcurrency), defaultConcurrency)),
-		copyThreshold: orDefault(cfg.MultipartCopyThresholdSize, defaultCopyThreshold),
-		copyChunk:     orDefault(cfg.MultipartCopyChunkSize, defaultCopyChunk),
-		storageClass:  types.StorageClass(cfg.StorageClass),
-		checksums:     !cfg.ChecksumDisabled,
-		budgetSize:    orDefault(cfg.MemoryBudget, defaultMemoryBudget),
+		bucket:        bucket,
+		chunk:         cmp.Or(opts.ChunkSize, defaultChunkSize),
+		concurrency:   cmp.Or(opts.Concurrency, defaultConcurrency),
+		copyThreshold: cmp.Or(opts.CopyThreshold, defaultCopyThreshold),
+		copyChunk:     cmp.Or(opts.CopyChunkSize, defaultCopyChunk),
+		storageClass:  opts.StorageClass,
+		checksums:     !opts.DisableChecksums,
+		budgetSize:    cmp.Or(opts.MemoryBudget, defaultMemoryBudget),
+	}
+	switch {
+	case d.chunk < minChunkSize || d.chunk > maxChunkSize:
+		return nil, fmt.Errorf("s3: chunk size must be between %d and %d, got %d", minChunkSize, maxChunkSize, d.chunk)
+	case d.copyChunk < minChunkSize || d.copyChunk > maxChunkSize:
+		return nil, fmt.Errorf("s3: copy chunk size must be between %d and %d, got %d", minChunkSize, maxChunkSize, d.copyChunk)
+	case d.copyThreshold < 0 || d.copyThreshold > maxChunkSize:
+		return nil, fmt.Errorf("s3: copy threshold must be between 0 and %d, got %d", maxChunkSize, d.copyThreshold)
+	case d.concurrency < 1:
+		return nil, fmt.Errorf("s3: concurrency must be positive, got %d", d.concurrency)
+	case d.budgetSize < d.chunk:
+		return nil, fmt.Errorf("s3: memory budget must be at least the chunk size (%d), got %d", d.chunk, d.budgetSize)
 	}
 	if d.checksums {
 		d.bodyOptions = []func(*s3.Options){withUnsignedPayload}
 	}
-	if root := strings.Trim(cfg.RootDirectory, "/"); root != "" {
+	if root := strings.Trim(opts.RootDirectory, "/"); root != "" {
 		d.root = root + "/"
 	}
-	switch {
-	case d.chunk < minChunkSize || d.chunk > maxChunkSize:
-		return nil, misconfigured(fmt.Sprintf("chunksize: must be between %d and %d, got %d", minChunkSize, maxChunkSize, d.chunk))
-	case d.copyChunk < minChunkSize || d.copyChunk > maxChunkSize:
-		return nil, misconfigured(fmt.Sprintf("multipartcopychunksize: must be between %d and %d, got %d", minChunkSize, maxChunkSize, d.copyChunk))
-	case d.copyThreshold < 0 || d.copyThreshold > maxChunkSize:
-		return nil, misconfigured(fmt.Sprintf("multipartcopythresholdsize: must be between 0 and %d, got %d", maxChunkSize, d.copyThreshold))
-	case d.concurrency < 1:
-		return nil, misconfigured("multipartconcurrency: must be positive")
-	case d.budgetSize < d.chunk:
-		return nil, misconfigured(fmt.Sprintf("memorybudget: must be at least chunksize (%d), got %d", d.chunk, d.budgetSize))
-	}
-	if cfg.KeyID != "" {
-		d.sse, d.kmsKeyID = types.ServerSideEncryptionAwsKms, cfg.KeyID
-	} else if cfg.Encrypt {
+	if opts.KMSKeyID != "" {
+		d.sse, d.kmsKeyID = types.ServerSideEncryptionAwsKms, opts.KMSKeyID
+	} else if opts.Encrypt {
 		d.sse = types.ServerSideEncryptionAes256
 	}
 	d.budget = parts.NewBudget(d.budgetSize, d.chunk)
 
-	endpoint, err := endpointURL(cfg)
-	if err != nil {
-		return nil, err
+	policy := opts.Retry
+	if policy == (driver.RetryPolicy{}) {
+		policy = driver.DefaultRetryPolicy()
 	}
-	region := cfg.Region
-	if region == "" {
-		region = defaultRegion
-	}
-	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
-		if cfg.SkipVerify {
-			if tr.TLSClientConfig == nil {
-				tr.TLSClientConfig = &tls.Config{}
-			}
-			tr.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // explicitly configured
+	own := func(so *s3.Options) {
+		if opts.DisableChecksums {
+			so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+			so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		}
-	})
-	loadOpts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRegion(region),
-		awsconfig.WithHTTPClient(httpClient),
-		awsconfig.WithRetryer(func() aws.Retryer { return standardRetryer(o.retry.MaxAttempts, o.retry) }),
-	}
-	if cfg.AccessKey != "" {
-		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)))
-	}
-	if cfg.ChecksumDisabled {
-		loadOpts = append(loadOpts,
-			awsconfig.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
-			awsconfig.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("s3: load AWS configuration: %w: %w", driver.ErrMisconfigured, err)
-	}
-	clientOptions := func(so *s3.Options) {
-		if endpoint != "" {
-			so.BaseEndpoint = aws.String(endpoint)
-		}
-		so.UsePathStyle = cfg.ForcePathStyle
 		// Ranged and multipart GETs carry no full-object checksum; do not log each skip.
 		so.DisableLogOutputChecksumValidationSkipped = true
 	}
-	d.client = s3.NewFromConfig(awsCfg, clientOptions)
-	d.once = s3.NewFromConfig(awsCfg, clientOptions, func(so *s3.Options) {
-		so.Retryer = standardRetryer(1, o.retry)
+	base := client.Options()
+	d.client = s3.New(base, own, func(so *s3.Options) {
+		so.Retryer = standardRetryer(policy.MaxAttempts, policy)
+	})
+	d.once = s3.New(base, own, func(so *s3.Options) {
+		so.Retryer = standardRetryer(1, policy)
 		so.RetryMaxAttempts = 0 // the retryer's 1, not the configuration's
 	})
 	d.presign = s3.NewPresignClient(d.client)
 	return d, nil
-}
-
-func misconfigured(msg string) error {
-	return fmt.Errorf("s3: config storage.s3.%s: %w", msg, driver.ErrMisconfigured)
-}
-
-func orDefault(v, def int64) int64 {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
-// endpointURL returns cfg.RegionEndpoint as an absolute URL ("" when unset): a bare
-// host gets https, or http when Secure is false.
-func endpointURL(cfg config.S3) (string, error) {
-	ep := cfg.RegionEndpoint
-	if ep == "" {
-		return "", nil
-	}
-	if !strings.Contains(ep, "://") {
-		scheme := "https://"
-		if cfg.Secure != nil && !*cfg.Secure {
-			scheme = "http://"
-		}
-		ep = scheme + ep
-	}
-	u, err := url.Parse(ep)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", misconfigured(fmt.Sprintf("regionendpoint: not an http(s) URL: %q", cfg.RegionEndpoint))
-	}
-	return ep, nil
 }
 
 // Name implements driver.Driver.

@@ -1,4 +1,5 @@
-// Package depcheck enforces the one direction of dependency: handlers → storage → driver.
+// Package depcheck enforces the one direction of dependency: handlers → storage → driver,
+// and keeps config out of the drivers (cmd/registryd turns config into driver options).
 package depcheck
 
 import (
@@ -14,9 +15,10 @@ const mod = "github.com/registryd/registryd/"
 var forbidden = map[string][]string{
 	mod + "handlers": {mod + "driver/", "github.com/aws/", "cloud.google.com/go/storage", "github.com/Azure/"},
 	mod + "storage":  {"github.com/labstack/echo", mod + "handlers", mod + "driver/"},
-	mod + "driver":   {mod + "storage", mod + "handlers", "github.com/labstack/echo"},
-	mod + "errors":   {mod + "storage", mod + "handlers", mod + "driver"},
-	mod + "config":   {mod + "storage", mod + "handlers", mod + "driver"},
+	// Drivers own their options; only cmd/registryd turns config into clients and options.
+	mod + "driver": {mod + "storage", mod + "handlers", "github.com/labstack/echo", mod + "config"},
+	mod + "errors": {mod + "storage", mod + "handlers", mod + "driver"},
+	mod + "config": {mod + "storage", mod + "handlers", mod + "driver"},
 	// Release tooling (image builder, schema conversion) stays out of the binary.
 	mod + "cmd/registryd": {mod + "internal/release", mod + "internal/k8sschemas", "github.com/google/go-containerregistry"},
 	mod + "auth":          {mod + "storage", mod + "handlers", mod + "driver", mod + "config", "github.com/labstack/echo"},
