@@ -9,7 +9,7 @@
 // sit next to the object's path under a name containing "~", a character no driver path
 // may contain: List never shows them, and deleting the directory that holds an
 // unfinished upload deletes them too. Copy is a server-side rewrite; URL signs a V4 URL
-// when the configured credentials hold a service account key.
+// when Options name a service account to sign with (SignerEmail, SignerKey).
 //
 // Not found: GCS answers 404 both for a missing object and for a missing bucket. Before
 // reporting ErrNotFound for an object, the driver lists the bucket (one request, only on
