@@ -161,15 +161,7 @@ func TestAuthClients(t *testing.T) {
 
 		// crane: login only stores the password; the push with the wrong one fails.
 		crane := newCLI(t, "crane")
-		crane.run(t, ctx, []byte("wrong"), "auth", "login", host, "-u", user, "--password-stdin")
-		out, err := crane.try(ctx, nil, "append", "--insecure", "--oci-empty-base", "-f", layerTar, "-t", host+"/crane/img:v1")
-		mustFail(t, "crane append", out, err)
-		sameStore(t, "crane with a wrong password", before, snapshot(t, root))
-		crane.run(t, ctx, []byte(password), "auth", "login", host, "-u", user, "--password-stdin")
-		pushed := digestRE.FindString(string(crane.run(t, ctx, nil, "append", "--insecure", "--oci-empty-base", "-f", layerTar, "-t", host+"/crane/img:v1")))
-		if got := strings.TrimSpace(string(crane.run(t, ctx, nil, "digest", "--insecure", host+"/crane/img:v1"))); pushed == "" || got != pushed {
-			t.Fatalf("crane digest %q, want the pushed %q", got, pushed)
-		}
+		pushed := craneLoginPush(t, ctx, crane, user, password, root, before, host+"/crane/img:v1", layerTar)
 		crane.run(t, ctx, nil, "pull", "--insecure", host+"/crane/img:v1", "pulled.tar")
 		src := host + "/crane/img:v1"
 
@@ -194,7 +186,7 @@ func TestAuthClients(t *testing.T) {
 		// oras: login verifies the password.
 		oras := newCLI(t, "oras")
 		before = snapshot(t, root)
-		out, err = oras.try(ctx, []byte("wrong\n"), "login", "--plain-http", "-u", user, "--password-stdin", host)
+		out, err := oras.try(ctx, []byte("wrong\n"), "login", "--plain-http", "-u", user, "--password-stdin", host)
 		mustFail(t, "oras login", out, err)
 		oras.writeFile(t, "a.txt", []byte("artifact by oras\n"))
 		out, err = oras.try(ctx, nil, "push", "--plain-http", host+"/oras/art:v1", "a.txt:text/plain")
@@ -274,17 +266,9 @@ func TestAuthClients(t *testing.T) {
 		before := snapshot(t, tokenRoot)
 
 		crane := newCLI(t, "crane")
-		crane.run(t, ctx, []byte("wrong"), "auth", "login", host, "-u", user, "--password-stdin")
-		out, err := crane.try(ctx, nil, "append", "--insecure", "--oci-empty-base", "-f", layerTar, "-t", host+"/team/crane:v1")
-		mustFail(t, "crane append", out, err)
-		sameStore(t, "crane with a wrong password", before, snapshot(t, tokenRoot))
-		crane.run(t, ctx, []byte(password), "auth", "login", host, "-u", user, "--password-stdin")
-		pushed := digestRE.FindString(string(crane.run(t, ctx, nil, "append", "--insecure", "--oci-empty-base", "-f", layerTar, "-t", host+"/team/crane:v1")))
-		if got := strings.TrimSpace(string(crane.run(t, ctx, nil, "digest", "--insecure", host+"/team/crane:v1"))); pushed == "" || got != pushed {
-			t.Fatalf("crane digest %q, want the pushed %q", got, pushed)
-		}
+		craneLoginPush(t, ctx, crane, user, password, tokenRoot, before, host+"/team/crane:v1", layerTar)
 		// The token server grants nothing outside team/: the push is refused.
-		out, err = crane.try(ctx, nil, "copy", "--insecure", host+"/team/crane:v1", host+"/other/crane:v1")
+		out, err := crane.try(ctx, nil, "copy", "--insecure", host+"/team/crane:v1", host+"/other/crane:v1")
 		mustFail(t, "crane copy outside the granted repositories", out, err)
 
 		// oras sends credentials to a loopback realm only when the registry has the
@@ -638,4 +622,23 @@ func (s *skopeoCLI) try(ctx context.Context, args ...string) ([]byte, error) {
 		return stdout.Bytes(), fmt.Errorf("skopeo %s: %w\nstderr: %s", strings.Join(args, " "), err, stderr.Bytes())
 	}
 	return stdout.Bytes(), nil
+}
+
+// craneLoginPush logs crane in with a wrong password and checks that its push of layerTar
+// to ref fails and leaves the store under root as it was (before), then logs in with the
+// right password, pushes, and checks that ref resolves to the pushed digest, which it
+// returns.
+func craneLoginPush(t *testing.T, ctx context.Context, crane *cli, user, password, root string, before map[string]string, ref, layerTar string) string {
+	t.Helper()
+	host, _, _ := strings.Cut(ref, "/")
+	crane.run(t, ctx, []byte("wrong"), "auth", "login", host, "-u", user, "--password-stdin")
+	out, err := crane.try(ctx, nil, "append", "--insecure", "--oci-empty-base", "-f", layerTar, "-t", ref)
+	mustFail(t, "crane append", out, err)
+	sameStore(t, "crane with a wrong password", before, snapshot(t, root))
+	crane.run(t, ctx, []byte(password), "auth", "login", host, "-u", user, "--password-stdin")
+	pushed := digestRE.FindString(string(crane.run(t, ctx, nil, "append", "--insecure", "--oci-empty-base", "-f", layerTar, "-t", ref)))
+	if got := strings.TrimSpace(string(crane.run(t, ctx, nil, "digest", "--insecure", ref))); pushed == "" || got != pushed {
+		t.Fatalf("crane digest %q, want the pushed %q", got, pushed)
+	}
+	return pushed
 }
