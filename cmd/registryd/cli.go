@@ -28,6 +28,9 @@ Usage:
   registryd selftest [-insecure] URL      push and pull a blob through a running registry
                                           (the Helm chart's test; REGISTRYD_SELFTEST_USERNAME and _PASSWORD)
   registryd sleep DURATION                wait, then exit 0 (the chart's preStop pause)
+  registryd migrate --from OLD.yml --to NEW.yml [--repos GLOB] [--concurrency N] [--dry-run]
+                                          copy every repository from one backend to another
+                                          (resumable, verified; see registryd migrate --help)
   registryd help                          print this help
 
 Without a file, the configuration is the defaults (filesystem storage under ./data,

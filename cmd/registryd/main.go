@@ -5,6 +5,7 @@
 //	registryd version                        print the version and build information
 //	registryd selftest [-insecure] URL       push and pull a blob through a running registry (helm test)
 //	registryd sleep DURATION                 wait (the Helm chart's preStop pause; the image has no shell)
+//	registryd migrate --from OLD --to NEW    copy every repository from one backend to another
 //
 // Exit status: 0 on success, 1 on a runtime failure (including a drain that timed out),
 // 2 on a command-line mistake or an invalid configuration.
@@ -31,7 +32,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/registryd/registryd/config"
-	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/handlers"
 	"github.com/registryd/registryd/storage"
 )
@@ -112,8 +112,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return commandStatus(stderr, runSelftest(ctx, args, stdout, os.Getenv))
 	case "sleep":
 		return commandStatus(stderr, runSleep(ctx, args))
+	case "migrate":
+		return runMigrate(ctx, args, environ, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, version, selftest, sleep or help)\n", cmd)
+		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, version, migrate, selftest, sleep or help)\n", cmd)
 		return exitUsage
 	}
 }
@@ -163,14 +165,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	d, err := openDriver(ctx, cfg)
+	d, err := openStorage(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	if cfg.Log.Level == "debug" {
-		d = driver.WithLogging(d, log)
-	}
-	d = driver.WithRetry(d, retryPolicy(cfg.Storage.Retry))
 	eff := effectiveSettings(ctx, cfg, d)
 	secret := []byte(cfg.HTTP.Secret)
 	if len(secret) == 0 {
