@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,8 +82,9 @@ type MigrateOptions struct {
 	// ("team/*", where * does not cross "/"), or a prefix followed by "/**" for a
 	// whole subtree ("team/**"); "" or "**" selects every repository.
 	Repositories string
-	// Concurrency bounds the blobs copied at once and, separately, the small objects
-	// (links, records) read and written at once (default 8).
+	// Concurrency bounds the blobs copied at once (default 8); the small objects
+	// (links, records, Stats), whose requests are latency-bound, go four times as many
+	// at once.
 	Concurrency int
 	// DryRun reads both backends and counts what would be copied, writing nothing.
 	DryRun bool
@@ -365,14 +367,18 @@ func (m *Migration) run(ctx context.Context) error {
 	unusable := make([]*digestSet, len(repos))
 	for i, r := range repos {
 		unusable[i] = &digestSet{m: map[digest.Digest]bool{}}
-		m.each(ctx, len(r.layers), func(j int) {
+		have, err := m.dstDigests(ctx, repoDir(r.name)+"/_layers")
+		if err != nil {
+			have = nil // read each link instead
+		}
+		m.eachSmall(ctx, len(r.layers), func(j int) {
 			d := r.layers[j]
 			if failed.has(d) {
 				unusable[i].add(d)
 				m.fail(fmt.Sprintf("layer link %s@%s", r.name, d), ErrMigrateDependency)
 				return
 			}
-			wrote, err := m.syncObject(ctx, layerLinkPath(r.name, d), []byte(d.String()))
+			wrote, err := m.syncObject(ctx, layerLinkPath(r.name, d), []byte(d.String()), have != nil && !have[d])
 			m.count(err, wrote, &m.stats.links, &m.stats.linksSkipped)
 			if err != nil {
 				unusable[i].add(d)
@@ -389,12 +395,16 @@ func (m *Migration) run(ctx context.Context) error {
 	blocked := make([]*digestSet, len(repos))
 	for i, r := range repos {
 		blocked[i] = m.blockedManifests(r, failed, unusable[i])
-		m.each(ctx, len(r.manifests), func(j int) {
+		have, err := m.dstDigests(ctx, repoDir(r.name)+"/_manifests/revisions")
+		if err != nil {
+			have = nil // read each link instead
+		}
+		m.eachSmall(ctx, len(r.manifests), func(j int) {
 			d := r.manifests[j]
 			if blocked[i].has(d) {
 				return
 			}
-			wrote, err := m.syncObject(ctx, revisionLinkPath(r.name, d), []byte(d.String()))
+			wrote, err := m.syncObject(ctx, revisionLinkPath(r.name, d), []byte(d.String()), have != nil && !have[d])
 			m.count(err, wrote, &m.stats.manifests, &m.stats.manifestsSkipped)
 			if err != nil {
 				blocked[i].add(d)
@@ -408,7 +418,7 @@ func (m *Migration) run(ctx context.Context) error {
 
 	m.phase.Store(int32(PhaseReferrers))
 	for i, r := range repos {
-		m.each(ctx, len(r.referrers), func(j int) {
+		m.eachSmall(ctx, len(r.referrers), func(j int) {
 			ref := r.referrers[j]
 			if blocked[i].has(ref.manifest) {
 				m.fail("referrer record "+ref.path, ErrMigrateDependency)
@@ -420,7 +430,7 @@ func (m *Migration) run(ctx context.Context) error {
 			}
 			var wrote bool
 			if err == nil {
-				wrote, err = m.syncObject(ctx, ref.path, b)
+				wrote, err = m.syncObject(ctx, ref.path, b, false)
 			}
 			m.count(err, wrote, &m.stats.referrers, &m.stats.referrersSkipped)
 			if err != nil {
@@ -438,8 +448,15 @@ func (m *Migration) run(ctx context.Context) error {
 		for _, d := range r.manifests {
 			revisions[d] = true
 		}
-		m.each(ctx, len(r.tags), func(j int) {
-			m.syncTag(ctx, r, r.tags[j], revisions, blocked[i])
+		var have map[string]bool
+		if names, err := (&Registry{d: m.dst}).allTags(ctx, r.name); err == nil {
+			have = make(map[string]bool, len(names))
+			for _, n := range names {
+				have[n] = true
+			}
+		}
+		m.eachSmall(ctx, len(r.tags), func(j int) {
+			m.syncTag(ctx, r, r.tags[j], revisions, blocked[i], have != nil && !have[r.tags[j].name])
 		})
 	}
 	return ctx.Err()
@@ -458,7 +475,8 @@ func (m *Migration) count(err error, wrote bool, written, skipped *atomic.Int64)
 
 // syncTag writes a tag's index links and then its current link, unless the manifest it
 // points at is not at the destination.
-func (m *Migration) syncTag(ctx context.Context, r *migrateRepo, t migrateTag, revisions map[digest.Digest]bool, blocked *digestSet) {
+// absent says the destination has no such tag (from a listing).
+func (m *Migration) syncTag(ctx context.Context, r *migrateRepo, t migrateTag, revisions map[digest.Digest]bool, blocked *digestSet, absent bool) {
 	object := "tag " + r.name + ":" + t.name
 	if !revisions[t.target] || blocked.has(t.target) {
 		m.fail(object, fmt.Errorf("%w: manifest %s", ErrMigrateDependency, t.target))
@@ -468,7 +486,7 @@ func (m *Migration) syncTag(ctx context.Context, r *migrateRepo, t migrateTag, r
 		if blocked.has(d) {
 			continue // history of a manifest that is not there; the tag does not need it
 		}
-		wrote, err := m.syncObject(ctx, tagIndexLinkPath(r.name, t.name, d), []byte(d.String()))
+		wrote, err := m.syncObject(ctx, tagIndexLinkPath(r.name, t.name, d), []byte(d.String()), absent)
 		m.count(err, wrote, &m.stats.links, &m.stats.linksSkipped)
 		if err != nil {
 			m.fail(object, err)
@@ -478,7 +496,7 @@ func (m *Migration) syncTag(ctx context.Context, r *migrateRepo, t migrateTag, r
 	if err := ctx.Err(); err != nil {
 		return
 	}
-	wrote, err := m.syncObject(ctx, tagCurrentPath(r.name, t.name), t.current)
+	wrote, err := m.syncObject(ctx, tagCurrentPath(r.name, t.name), t.current, absent)
 	m.count(err, wrote, &m.stats.tags, &m.stats.tagsSkipped)
 	if err != nil {
 		m.fail(object, err)
@@ -548,7 +566,7 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 		return nil, err
 	}
 	var mu sync.Mutex
-	m.each(ctx, len(r.manifests), func(i int) {
+	m.eachSmall(ctx, len(r.manifests), func(i int) {
 		d := r.manifests[i]
 		refs, err := m.manifestRefs(ctx, d)
 		if err != nil {
@@ -560,6 +578,15 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 		mu.Unlock()
 	})
 
+	// A tag's index links name manifests of the repository: only the algorithms of its
+	// revisions are listed (one listing per tag saved; history links of another
+	// algorithm would name manifests the repository no longer holds).
+	var algs []digest.Algorithm
+	for _, d := range r.manifests {
+		if !slices.Contains(algs, d.Algorithm()) {
+			algs = append(algs, d.Algorithm())
+		}
+	}
 	src := &Registry{d: m.src}
 	tags, err := src.allTags(ctx, name)
 	if err != nil {
@@ -567,7 +594,7 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 	}
 	r.tags = make([]migrateTag, len(tags))
 	ok := make([]bool, len(tags))
-	m.each(ctx, len(tags), func(i int) {
+	m.eachSmall(ctx, len(tags), func(i int) {
 		t := migrateTag{name: tags[i]}
 		b, err := readSmall(ctx, m.src, tagCurrentPath(name, t.name), 1024)
 		if errors.Is(err, driver.ErrNotFound) {
@@ -577,8 +604,13 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 			t.current = b
 			t.target, err = digest.Parse(strings.TrimSpace(string(b)))
 		}
-		if err == nil {
-			t.index, err = m.digestDirs(ctx, m.src, tagDir(name, t.name)+"/index")
+		for _, alg := range algs {
+			if err != nil {
+				break
+			}
+			var l []digest.Digest
+			l, err = m.hexDirs(ctx, m.src, tagDir(name, t.name)+"/index/"+alg.String(), alg)
+			t.index = append(t.index, l...)
 		}
 		if err != nil {
 			m.fail("tag "+name+":"+t.name, err)
@@ -664,7 +696,7 @@ func (m *Migration) planBlobs(ctx context.Context, repos []*migrateRepo) []*migr
 			}
 		}
 	}
-	m.each(ctx, len(blobs), func(i int) {
+	m.eachSmall(ctx, len(blobs), func(i int) {
 		b := blobs[i]
 		p := blobDataPath(b.d)
 		fi, err := m.src.Stat(ctx, p)
@@ -807,14 +839,17 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // syncObject makes the destination object at p hold want: it is left alone when it
 // already does (wrote false), otherwise written with one Put (in a dry run, only
-// reported as to be written).
-func (m *Migration) syncObject(ctx context.Context, p string, want []byte) (bool, error) {
-	have, err := readSmall(ctx, m.dst, p, int64(len(want))+1)
-	switch {
-	case err == nil && bytes.Equal(have, want):
-		return false, nil
-	case err != nil && !errors.Is(err, driver.ErrNotFound):
-		return false, fmt.Errorf("destination: %w", err)
+// reported as to be written). absent says a listing of the destination has just shown
+// that p does not exist, which saves reading it.
+func (m *Migration) syncObject(ctx context.Context, p string, want []byte, absent bool) (bool, error) {
+	if !absent {
+		have, err := readSmall(ctx, m.dst, p, int64(len(want))+1)
+		switch {
+		case err == nil && bytes.Equal(have, want):
+			return false, nil
+		case err != nil && !errors.Is(err, driver.ErrNotFound):
+			return false, fmt.Errorf("destination: %w", err)
+		}
 	}
 	if m.opts.DryRun {
 		return true, nil
@@ -825,11 +860,38 @@ func (m *Migration) syncObject(ctx context.Context, p string, want []byte) (bool
 	return true, nil
 }
 
+// dstDigests returns the digests of a <dir>/<alg>/<hex>/ tree at the destination (one
+// listing instead of a read per link).
+func (m *Migration) dstDigests(ctx context.Context, dir string) (map[digest.Digest]bool, error) {
+	l, err := m.digestDirs(ctx, m.dst, dir)
+	if err != nil {
+		return nil, fmt.Errorf("destination: %w", err)
+	}
+	set := make(map[digest.Digest]bool, len(l))
+	for _, d := range l {
+		set[d] = true
+	}
+	return set, nil
+}
+
+// smallPerBlob is how many small-object requests (links, records, Stats) run at once
+// per blob copy allowed at once: they are latency-bound, not bandwidth-bound.
+const smallPerBlob = 4
+
 // each runs f(0..n-1), Concurrency at a time, and returns when all have returned; once
 // ctx is done no further call starts.
 func (m *Migration) each(ctx context.Context, n int, f func(i int)) {
+	m.parallel(ctx, n, m.opts.Concurrency, f)
+}
+
+// eachSmall is each for small-object requests: smallPerBlob·Concurrency at a time.
+func (m *Migration) eachSmall(ctx context.Context, n int, f func(i int)) {
+	m.parallel(ctx, n, smallPerBlob*m.opts.Concurrency, f)
+}
+
+func (m *Migration) parallel(ctx context.Context, n, limit int, f func(i int)) {
 	var g errgroup.Group
-	g.SetLimit(m.opts.Concurrency)
+	g.SetLimit(limit)
 	for i := range n {
 		if ctx.Err() != nil {
 			break
@@ -856,18 +918,28 @@ func (m *Migration) digestDirs(ctx context.Context, d driver.Driver, dir string)
 		if !a.IsDir {
 			continue
 		}
-		hexes, err := listAll(ctx, d, a.Path)
+		l, err := m.hexDirs(ctx, d, a.Path, digest.Algorithm(path.Base(a.Path)))
 		if err != nil {
 			return nil, err
 		}
-		for _, h := range hexes {
-			if !h.IsDir {
-				continue
-			}
-			dg := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(a.Path)), path.Base(h.Path))
-			if dg.Validate() == nil {
-				out = append(out, dg)
-			}
+		out = append(out, l...)
+	}
+	return out, nil
+}
+
+// hexDirs returns the digests of algorithm alg named by the directories under dir.
+func (m *Migration) hexDirs(ctx context.Context, d driver.Driver, dir string, alg digest.Algorithm) ([]digest.Digest, error) {
+	hexes, err := listAll(ctx, d, dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []digest.Digest
+	for _, h := range hexes {
+		if !h.IsDir {
+			continue
+		}
+		if dg := digest.NewDigestFromEncoded(alg, path.Base(h.Path)); dg.Validate() == nil {
+			out = append(out, dg)
 		}
 	}
 	return out, nil

@@ -504,9 +504,12 @@ func TestMigrateCancelAndResume(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
-	if rep.BlobsCopied != 3 {
-		t.Errorf("cancelled run copied %d blobs, want 3", rep.BlobsCopied)
+	// Up to three blob writes were let through (one may still have met the cancelled
+	// context); the report counts exactly those that were stored.
+	if rep.BlobsCopied != int64(len(rec.writes)) || rep.BlobsCopied == 0 || rep.BlobsCopied > 3 {
+		t.Errorf("cancelled run reported %d blobs copied, stored %d", rep.BlobsCopied, len(rec.writes))
 	}
+	copied := rep.BlobsCopied
 	for _, p := range rec.writes {
 		if kind(p) != 0 {
 			t.Errorf("cancelled run wrote %s", p)
@@ -521,7 +524,7 @@ func TestMigrateCancelAndResume(t *testing.T) {
 	rec.hold = nil
 	rec.writes = nil
 	rep = migrate(t, f.src, rec, MigrateOptions{})
-	if rep.BlobsSkipped != 3 || rep.BlobsCopied != int64(f.blobs-3) || rep.Failed != 0 {
+	if rep.BlobsSkipped != copied || rep.BlobsCopied != int64(f.blobs)-copied || rep.Failed != 0 {
 		t.Errorf("resumed run: %+v", rep.MigrateStats)
 	}
 	seen := map[string]bool{}
