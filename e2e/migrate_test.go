@@ -344,7 +344,7 @@ func verifyMigrated(t *testing.T, ctx context.Context, host string, entries []co
 }
 
 // blobsLine matches the blob counts of a plain progress line.
-var blobsLine = regexp.MustCompile(`blobs (\d+)/(\d+)`)
+var blobsLine = regexp.MustCompile(`(\d+)/(\d+) blobs`)
 
 // TestMigrateKillResumeAndLivePushes: a migration (filesystem → MinIO) killed with SIGKILL
 // half-way is resumed by the next run, which copies exactly what a dry run says is

@@ -779,12 +779,25 @@ func (m *Migration) copyBlob(ctx context.Context, d digest.Digest, size int64) e
 		return fmt.Errorf("%w: the bytes hash to another digest", ErrMigrateDigestMismatch)
 	}
 	if size <= MigrateSmallBlob {
-		buf, err := io.ReadAll(io.LimitReader(in, size+1))
-		if err != nil {
-			return fmt.Errorf("source: %w", err)
+		// Exactly size bytes, then one more read that must find the end.
+		buf := make([]byte, size)
+		n, err := io.ReadFull(in, buf)
+		if err == nil {
+			var extra [1]byte
+			var k int
+			k, err = io.ReadFull(in, extra[:])
+			n += k
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
 		}
-		if int64(len(buf)) != size || !v.Verified() {
-			return mismatch(int64(len(buf)))
+		switch {
+		case errors.Is(err, io.ErrUnexpectedEOF) || (err == nil && int64(n) != size):
+			return mismatch(int64(n))
+		case err != nil:
+			return fmt.Errorf("source: %w", err)
+		case !v.Verified():
+			return mismatch(int64(n))
 		}
 		if err := m.dst.Put(ctx, p, bytes.NewReader(buf), size); err != nil {
 			return fmt.Errorf("destination: %w", err)

@@ -209,6 +209,7 @@ func printMigrateReport(w io.Writer, rep storage.MigrateReport, took time.Durati
 type progressOut struct {
 	w        io.Writer
 	terminal bool
+	width    int // the terminal's columns (0: unknown)
 
 	mu   sync.Mutex
 	line bool // a progress bar is on screen
@@ -218,6 +219,9 @@ func newProgressOut(w io.Writer) *progressOut {
 	p := &progressOut{w: w}
 	if f, ok := w.(*os.File); ok {
 		p.terminal = term.IsTerminal(int(f.Fd()))
+		if p.terminal {
+			p.width, _, _ = term.GetSize(int(f.Fd()))
+		}
 	}
 	return p
 }
@@ -276,6 +280,9 @@ func (p *progressOut) show(s storage.MigrateStats, elapsed time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.terminal {
+		if p.width > 1 && len(line) >= p.width {
+			line = line[:p.width-1] // a wrapped line could not be redrawn in place
+		}
 		fmt.Fprint(p.w, "\r\033[K"+line)
 		p.line = true
 		return
@@ -311,7 +318,7 @@ func progressLine(s storage.MigrateStats, elapsed time.Duration, bar bool) strin
 		}
 		b.WriteString("[" + strings.Repeat("=", filled) + strings.Repeat(" ", width-filled) + "] ")
 	}
-	fmt.Fprintf(&b, "%s  blobs %d/%d  %s/%s  %s/s  ETA %s  skipped %d  failed %d",
+	fmt.Fprintf(&b, "%s: %d/%d blobs  %s/%s  %s/s  ETA %s  skipped %d  failed %d",
 		s.Phase, s.BlobsCopied+s.BlobsFailed, s.Blobs, formatBytes(done), formatBytes(s.Bytes), formatBytes(int64(rate)), eta, s.BlobsSkipped, s.Failed)
 	return b.String()
 }

@@ -150,7 +150,7 @@ func TestProgressLine(t *testing.T) {
 	s := storage.MigrateStats{Phase: storage.PhaseBlobs, Blobs: 10, Bytes: 100 << 20, BlobsCopied: 4,
 		BytesStreamed: 50 << 20, BlobsSkipped: 3}
 	got := progressLine(s, 10*time.Second, true)
-	for _, want := range []string{"[============            ]", "blobs 4/10", "50.0 MiB/100.0 MiB", "5.0 MiB/s", "ETA 10s", "skipped 3"} {
+	for _, want := range []string{"[============            ]", "blobs: 4/10 blobs", "50.0 MiB/100.0 MiB", "5.0 MiB/s", "ETA 10s", "skipped 3"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("%q lacks %q", got, want)
 		}
