@@ -344,3 +344,63 @@ func waitListening(t *testing.T, addr string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestClientCAsReloaded swaps the http.tls.clientcas file under a serving listener: a
+// client of the new CA is accepted, one of the old CA refused, without a restart; a
+// broken file keeps the last good pool.
+func TestClientCAsReloaded(t *testing.T) {
+	ca := testenv.NewCA(t, "server CA")
+	oldCA, newCA := testenv.NewCA(t, "old client CA"), testenv.NewCA(t, "new client CA")
+	dir := t.TempDir()
+	cert, key := ca.Server(t, "server", "127.0.0.1").WriteFiles(t, dir, "tls.crt", "tls.key")
+	caFile := filepath.Join(dir, "clientca.pem")
+	if err := os.WriteFile(caFile, oldCA.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := newTLSConfig(config.HTTP{TLS: config.TLS{Certificate: cert, Key: key, ClientCAs: []string{caFile}}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{TLSConfig: tc, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = serveListener(srv, l) }()
+	t.Cleanup(func() { srv.Close() })
+
+	accepted := func(kp testenv.KeyPair) bool {
+		tlsc := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{kp.TLS(t)}}
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsc, DisableKeepAlives: true}}
+		resp, err := client.Get("https://" + l.Addr().String() + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	oldClient, newClient := oldCA.Client(t, "old"), newCA.Client(t, "new")
+	if !accepted(oldClient) || accepted(newClient) {
+		t.Fatal("before the swap: want the old CA's client accepted and the new CA's refused")
+	}
+	if err := os.WriteFile(caFile, newCA.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !accepted(newClient) {
+		if time.Now().After(deadline) {
+			t.Fatal("the new CA's client is still refused after the swap")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if accepted(oldClient) {
+		t.Error("after the swap the old CA's client is still accepted")
+	}
+	if err := os.WriteFile(caFile, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * certCheckInterval)
+	if !accepted(newClient) || accepted(oldClient) {
+		t.Error("a broken client CA file: want the last good pool kept")
+	}
+}
