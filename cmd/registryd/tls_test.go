@@ -404,3 +404,44 @@ func TestClientCAsReloaded(t *testing.T) {
 		t.Error("a broken client CA file: want the last good pool kept")
 	}
 }
+
+// TestSelftestMutualTLS runs the self-test (the chart's helm test) against registryd under
+// mutual TLS: with -cert/-key it pushes and pulls; without them it fails.
+func TestSelftestMutualTLS(t *testing.T) {
+	ca, clientCA := testenv.NewCA(t, "test CA"), testenv.NewCA(t, "client CA")
+	dir := t.TempDir()
+	cert, key := ca.Server(t, "server", "127.0.0.1").WriteFiles(t, dir, "tls.crt", "tls.key")
+	clientCert, clientKey := clientCA.Client(t, "selftest").WriteFiles(t, dir, "client.crt", "client.key")
+	clientCAFile := filepath.Join(dir, "clientca.pem")
+	if err := os.WriteFile(clientCAFile, clientCA.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cfg, err := config.Load(nil, []string{"REGISTRY_STORAGE_INMEMORY=", "REGISTRY_HTTP_ADDR=" + addr,
+		"REGISTRY_HTTP_TLS_CERTIFICATE=" + cert, "REGISTRY_HTTP_TLS_KEY=" + key,
+		"REGISTRY_HTTP_TLS_CLIENTCAS=" + clientCAFile, "REGISTRY_HTTP_SECRET=0123456789abcdef0123"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	waitListening(t, addr)
+	noEnv := func(string) string { return "" }
+	var out strings.Builder
+	if err := runSelftest(ctx, []string{"-insecure", "-cert", clientCert, "-key", clientKey, "https://" + addr}, &out, noEnv); err != nil {
+		t.Fatalf("selftest with a client certificate: %v", err)
+	}
+	if err := runSelftest(ctx, []string{"-insecure", "-timeout", "10s", "https://" + addr}, &out, noEnv); err == nil {
+		t.Error("selftest without a client certificate passed under mutual TLS")
+	}
+	if err := runSelftest(ctx, []string{"-insecure", "-cert", clientCert, "https://" + addr}, &out, noEnv); err == nil {
+		t.Error("selftest with -cert but no -key passed")
+	}
+}
