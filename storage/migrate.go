@@ -157,6 +157,10 @@ type MigrateStats struct {
 	Referrers        int64 `json:"referrers"`
 	ReferrersSkipped int64 `json:"referrersSkipped"`
 
+	// Deferred counts manifests and tags left for the next run: they reference content
+	// pushed to the source while this run walked it.
+	Deferred int64 `json:"deferred"`
+
 	// Failed counts failed objects (blobs, links, records, and manifests and tags not
 	// written because something they depend on failed).
 	Failed int64 `json:"failed"`
@@ -192,7 +196,7 @@ var (
 type migrateCounters struct {
 	repositories, blobs, bytes, blobsCopied, bytesCopied, blobsSkipped, bytesSkipped,
 	blobsFailed, bytesStreamed, manifests, manifestsSkipped, tags, tagsSkipped, links,
-	linksSkipped, referrers, referrersSkipped, failed atomic.Int64
+	linksSkipped, referrers, referrersSkipped, deferred, failed atomic.Int64
 }
 
 // NewMigration returns a Migration from src to dst. Both should be wrapped in
@@ -235,6 +239,7 @@ func (m *Migration) Progress() MigrateStats {
 		LinksSkipped:     c.linksSkipped.Load(),
 		Referrers:        c.referrers.Load(),
 		ReferrersSkipped: c.referrersSkipped.Load(),
+		Deferred:         c.deferred.Load(),
 		Failed:           c.failed.Load(),
 	}
 }
@@ -269,7 +274,9 @@ type migrateRepo struct {
 	manifests []digest.Digest
 	// refs lists, per manifest, the blobs and child manifests it references (config,
 	// layers, index entries); a manifest absent from refs could not be read.
-	refs      map[digest.Digest][]digest.Digest
+	refs map[digest.Digest][]digest.Digest
+	// pending holds the indexes whose children were pushed during the walk.
+	pending   map[digest.Digest]bool
 	tags      []migrateTag
 	referrers []migrateReferrer
 }
@@ -393,8 +400,9 @@ func (m *Migration) run(ctx context.Context) error {
 	// Manifests: blocked when their bytes, a referenced blob or a child manifest failed.
 	m.phase.Store(int32(PhaseManifests))
 	blocked := make([]*digestSet, len(repos))
+	deferred := make([]*digestSet, len(repos))
 	for i, r := range repos {
-		blocked[i] = m.blockedManifests(r, failed, unusable[i])
+		blocked[i], deferred[i] = m.blockedManifests(r, failed, unusable[i])
 		have, err := m.dstDigests(ctx, repoDir(r.name)+"/_manifests/revisions")
 		if err != nil {
 			have = nil // read each link instead
@@ -456,7 +464,7 @@ func (m *Migration) run(ctx context.Context) error {
 			}
 		}
 		m.eachSmall(ctx, len(r.tags), func(j int) {
-			m.syncTag(ctx, r, r.tags[j], revisions, blocked[i], have != nil && !have[r.tags[j].name])
+			m.syncTag(ctx, r, r.tags[j], revisions, blocked[i], deferred[i], have != nil && !have[r.tags[j].name])
 		})
 	}
 	return ctx.Err()
@@ -476,9 +484,25 @@ func (m *Migration) count(err error, wrote bool, written, skipped *atomic.Int64)
 // syncTag writes a tag's index links and then its current link, unless the manifest it
 // points at is not at the destination.
 // absent says the destination has no such tag (from a listing).
-func (m *Migration) syncTag(ctx context.Context, r *migrateRepo, t migrateTag, revisions map[digest.Digest]bool, blocked *digestSet, absent bool) {
+//
+// A tag that moved, during the walk, to a manifest pushed meanwhile (not in the revision
+// listing, but in the source now), or that points at a deferred manifest, is left as
+// it is at the destination for the next run: counted in Deferred, not a failure.
+func (m *Migration) syncTag(ctx context.Context, r *migrateRepo, t migrateTag, revisions map[digest.Digest]bool, blocked, deferred *digestSet, absent bool) {
 	object := "tag " + r.name + ":" + t.name
-	if !revisions[t.target] || blocked.has(t.target) {
+	if !revisions[t.target] {
+		if _, err := m.src.Stat(ctx, revisionLinkPath(r.name, t.target)); err == nil {
+			m.stats.deferred.Add(1)
+			return
+		}
+		m.fail(object, fmt.Errorf("%w: manifest %s is not in the source repository", ErrMigrateDependency, t.target))
+		return
+	}
+	if deferred.has(t.target) {
+		m.stats.deferred.Add(1)
+		return
+	}
+	if blocked.has(t.target) {
 		m.fail(object, fmt.Errorf("%w: manifest %s", ErrMigrateDependency, t.target))
 		return
 	}
@@ -506,8 +530,12 @@ func (m *Migration) syncTag(ctx context.Context, r *migrateRepo, t migrateTag, r
 // blockedManifests returns the manifests of r that must not be written: their bytes could
 // not be read or copied, they reference a failed or unusable blob, or (indexes) a blocked
 // child manifest of the repository.
-func (m *Migration) blockedManifests(r *migrateRepo, failed, unusable *digestSet) *digestSet {
-	blocked := &digestSet{m: map[digest.Digest]bool{}}
+//
+// Manifests waiting for content pushed during the run (r.pending, and the indexes above
+// them) are blocked too, and returned in deferred: not failures, the next run copies them.
+func (m *Migration) blockedManifests(r *migrateRepo, failed, unusable *digestSet) (blocked, deferred *digestSet) {
+	blocked = &digestSet{m: map[digest.Digest]bool{}}
+	deferred = &digestSet{m: map[digest.Digest]bool{}}
 	reason := map[digest.Digest]string{}
 	isManifest := make(map[digest.Digest]bool, len(r.manifests))
 	for _, d := range r.manifests {
@@ -521,6 +549,9 @@ func (m *Migration) blockedManifests(r *migrateRepo, failed, unusable *digestSet
 		case failed.has(d):
 			blocked.add(d)
 			reason[d] = "its bytes failed to copy"
+		case r.pending[d]:
+			blocked.add(d)
+			deferred.add(d)
 		default:
 			for _, ref := range refs {
 				if failed.has(ref) || unusable.has(ref) {
@@ -540,7 +571,11 @@ func (m *Migration) blockedManifests(r *migrateRepo, failed, unusable *digestSet
 			for _, ref := range r.refs[d] {
 				if isManifest[ref] && blocked.has(ref) {
 					blocked.add(d)
-					reason[d] = "manifest " + ref.String()
+					if deferred.has(ref) {
+						deferred.add(d)
+					} else {
+						reason[d] = "manifest " + ref.String()
+					}
 					changed = true
 					break
 				}
@@ -551,30 +586,50 @@ func (m *Migration) blockedManifests(r *migrateRepo, failed, unusable *digestSet
 		if reason[d] != "" {
 			m.fail(fmt.Sprintf("manifest %s@%s", r.name, d), fmt.Errorf("%w: %s", ErrMigrateDependency, reason[d]))
 		}
+		if deferred.has(d) {
+			m.stats.deferred.Add(1)
+		}
 	}
-	return blocked
+	return blocked, deferred
 }
 
 // walkRepo reads what the source holds for repository name.
 func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, error) {
-	r := &migrateRepo{name: name, refs: map[digest.Digest][]digest.Digest{}}
+	r := &migrateRepo{name: name, refs: map[digest.Digest][]digest.Digest{}, pending: map[digest.Digest]bool{}}
 	var err error
-	if r.layers, err = m.digestDirs(ctx, m.src, repoDir(name)+"/_layers"); err != nil {
+	// Revisions before layers: a push links its blobs before its manifest, so every
+	// blob of a listed manifest is in the later layer listing even while the source is
+	// being pushed to.
+	if r.manifests, err = m.digestDirs(ctx, m.src, repoDir(name)+"/_manifests/revisions"); err != nil {
 		return nil, err
 	}
-	if r.manifests, err = m.digestDirs(ctx, m.src, repoDir(name)+"/_manifests/revisions"); err != nil {
+	if r.layers, err = m.digestDirs(ctx, m.src, repoDir(name)+"/_layers"); err != nil {
 		return nil, err
 	}
 	var mu sync.Mutex
 	m.eachSmall(ctx, len(r.manifests), func(i int) {
 		d := r.manifests[i]
-		refs, err := m.manifestRefs(ctx, d)
+		refs, children, err := m.manifestRefs(ctx, d)
 		if err != nil {
 			m.fail(fmt.Sprintf("manifest %s@%s", name, d), err)
 			return
 		}
+		// An index child missing from the revision listing but in the source now was
+		// pushed during the walk: the index waits for the next run.
+		pending := false
+		for _, c := range children {
+			if slices.Contains(r.manifests, c) {
+				continue
+			}
+			if _, err := m.src.Stat(ctx, revisionLinkPath(name, c)); err == nil {
+				pending = true
+			}
+		}
 		mu.Lock()
 		r.refs[d] = refs
+		if pending {
+			r.pending[d] = true
+		}
 		mu.Unlock()
 	})
 
@@ -653,18 +708,17 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 }
 
 // manifestRefs reads manifest d's bytes from the source and returns the digests it
-// references: config, layers and index entries.
-func (m *Migration) manifestRefs(ctx context.Context, d digest.Digest) ([]digest.Digest, error) {
+// references (config, layers and index entries) and, of those, the index entries.
+func (m *Migration) manifestRefs(ctx context.Context, d digest.Digest) (refs, children []digest.Digest, err error) {
 	b, err := readSmall(ctx, m.src, blobDataPath(d), maxMigrateManifest)
 	if err != nil {
-		return nil, fmt.Errorf("read manifest: %w", err)
+		return nil, nil, fmt.Errorf("read manifest: %w", err)
 	}
 	var mj manifestJSON
 	if err := json.Unmarshal(b, &mj); err != nil {
 		// Not a manifest registryd can parse (schema 1, ...): copied as is, no references.
-		return []digest.Digest{}, nil
+		return []digest.Digest{}, nil, nil
 	}
-	var refs []digest.Digest
 	if mj.Config != nil {
 		refs = append(refs, mj.Config.Digest)
 	}
@@ -673,11 +727,12 @@ func (m *Migration) manifestRefs(ctx context.Context, d digest.Digest) ([]digest
 	}
 	for _, c := range mj.Manifests {
 		refs = append(refs, c.Digest)
+		children = append(children, c.Digest)
 	}
 	if refs == nil {
 		refs = []digest.Digest{}
 	}
-	return refs, nil
+	return refs, children, nil
 }
 
 // planBlobs collects every blob the repositories link (layers and manifests), once each,

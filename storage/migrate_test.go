@@ -599,3 +599,49 @@ func TestMigrateRepositories(t *testing.T) {
 		t.Error("a malformed pattern is accepted")
 	}
 }
+
+// pushDuringWalk is a source that, the first time the tags of a/app are listed, has a new
+// image pushed and tagged a/app:v1 (after the walk listed the revisions and layers).
+type pushDuringWalk struct {
+	driver.Driver
+	once sync.Once
+	push func()
+}
+
+func (p *pushDuringWalk) List(ctx context.Context, dir, after string, limit int) ([]driver.Info, error) {
+	if strings.HasSuffix(dir, "a/app/_manifests/tags") {
+		p.once.Do(p.push)
+	}
+	return p.Driver.List(ctx, dir, after, limit)
+}
+
+// TestMigrateLivePush: a tag moved during the walk to a manifest pushed meanwhile is left
+// for the next run (Deferred, not a failure, no dangling tag), which copies it.
+func TestMigrateLivePush(t *testing.T) {
+	f := newMigrateFixture(t)
+	reg := newTestRegistry(t, f.src)
+	var pushed digest.Digest
+	src := &pushDuringWalk{Driver: f.src, push: func() {
+		cfg := putTestBlob(t, reg, "a/app", []byte(`{"late":true}`))
+		layer := putTestBlob(t, reg, "a/app", randomBytes(t, 2000))
+		pushed = putTestManifest(t, reg, "a/app", "v1", testImage{SchemaVersion: 2, MediaType: MediaTypeOCIManifest, Config: cfg, Layers: []ocispec.Descriptor{layer}})
+	}}
+	dst := inmemory.New()
+	rep := migrate(t, src, dst, MigrateOptions{})
+	if rep.Failed != 0 || rep.Deferred != 1 {
+		t.Fatalf("run during a push: %d failed %+v, %d deferred; want 0 and 1", rep.Failed, rep.Failures, rep.Deferred)
+	}
+	checkNoDangling(t, dst)
+	out := newTestRegistry(t, dst)
+	if _, err := out.ResolveTag(context.Background(), "a/app", "v1"); err == nil {
+		t.Error("a/app:v1 written although its new manifest was not copied")
+	}
+	rep = migrate(t, src, dst, MigrateOptions{})
+	if rep.Failed != 0 || rep.Deferred != 0 || rep.Tags != 1 {
+		t.Fatalf("next run: %+v", rep.MigrateStats)
+	}
+	if d, err := out.ResolveTag(context.Background(), "a/app", "v1"); err != nil || d != pushed {
+		t.Errorf("a/app:v1 after the next run: %s %v, want %s", d, err, pushed)
+	}
+	checkNoDangling(t, dst)
+}

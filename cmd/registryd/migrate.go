@@ -198,6 +198,9 @@ func printMigrateReport(w io.Writer, rep storage.MigrateReport, took time.Durati
 		rate = fmt.Sprintf(", %s/s", formatBytes(int64(float64(rep.BytesCopied)/s)))
 	}
 	fmt.Fprintf(w, "time:         %s%s\n", formatDuration(took), rate)
+	if rep.Deferred > 0 {
+		fmt.Fprintf(w, "deferred:     %d manifests and tags reference content pushed during the run: run again\n", rep.Deferred)
+	}
 	fmt.Fprintf(w, "failed:       %d\n", rep.Failed)
 	for _, f := range rep.Failures {
 		fmt.Fprintf(w, "  %s: %s\n", f.Object, f.Reason)
