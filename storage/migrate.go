@@ -44,6 +44,10 @@ import (
 //     blob or failed child manifest, a tag pointing at such a manifest). A reader of the
 //     destination never sees a tag whose manifest or blobs are missing, whether the run
 //     finishes, fails or is cancelled.
+//   - The source may take pushes meanwhile: each repository's revisions are listed before
+//     its layer links (a push links blobs before its manifest) and its tags after both; a
+//     tag or index that references content pushed during the walk is left for the next
+//     run (MigrateStats.Deferred), never written dangling.
 //   - Deletions are not propagated: what the source no longer holds stays at the
 //     destination (Migrate only adds and updates).
 //
