@@ -170,13 +170,13 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (FsckSummary, err
 		sum: FsckSummary{Findings: map[FindingKind]int{}}}
 	blobs, err := f.listBlobs(ctx)
 	if err != nil {
-		return f.summary(), err
+		return f.summary(), fmt.Errorf("fsck blobs: %w", err)
 	}
 	f.blobs = blobs
 	f.sum.Blobs = len(blobs)
 	for repo, err := range r.Repositories(ctx, "") {
 		if err != nil {
-			return f.summary(), fmt.Errorf("fsck: %w", err)
+			return f.summary(), fmt.Errorf("fsck repositories: %w", err)
 		}
 		if opts.Repositories != "" {
 			if ok, _ := path.Match(opts.Repositories, repo); !ok {
@@ -249,7 +249,7 @@ func (f *fsck) listBlobs(ctx context.Context) (map[digest.Digest]bool, error) {
 	root := rootPrefix + "/blobs"
 	algs, err := f.r.subdirs(ctx, root)
 	if err != nil {
-		return nil, fmt.Errorf("fsck: %w", err)
+		return nil, err
 	}
 	blobs := map[digest.Digest]bool{}
 	var mu sync.Mutex
@@ -257,13 +257,13 @@ func (f *fsck) listBlobs(ctx context.Context) (map[digest.Digest]bool, error) {
 	for _, alg := range algs {
 		prefixes, err := f.r.subdirs(ctx, root+"/"+alg)
 		if err != nil {
-			return nil, fmt.Errorf("fsck: %w", err)
+			return nil, err
 		}
 		for _, pre := range prefixes {
 			g.Go(func() error {
 				hexes, err := f.r.subdirs(gctx, root+"/"+alg+"/"+pre)
 				if err != nil {
-					return fmt.Errorf("fsck: %w", err)
+					return err
 				}
 				mu.Lock()
 				defer mu.Unlock()
