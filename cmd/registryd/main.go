@@ -163,7 +163,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	d, err := openDriver(ctx, cfg)
+	d, err := openDriver(withSDKLogger(ctx, log), cfg)
 	if err != nil {
 		return err
 	}
