@@ -209,6 +209,9 @@ func (c *Config) validateDistribution() error {
 		if s.LogLevel != "" && !slices.Contains(S3LogLevels, s.LogLevel) {
 			v.errorf("storage.s3.loglevel", "must be one of %s, got %q", strings.Join(S3LogLevels, ", "), s.LogLevel)
 		}
+		if s.Accelerate && s.ForcePathStyle {
+			v.errorf("storage.s3.accelerate", "S3 Transfer Acceleration needs virtual-hosted-style requests: unset storage.s3.forcepathstyle")
+		}
 		if s.V4Auth != nil && !*s.V4Auth {
 			v.errorf("storage.s3.v4auth", "false (signature version 2) is not supported: registryd signs with SigV4; remove the key or set it true")
 		}

@@ -208,6 +208,7 @@ func TestDistributionKeys(t *testing.T) {
 		{"middleware from env", fs, []string{"REGISTRY_MIDDLEWARE_STORAGE_0_NAME=cloudfront"}, "", "middleware.storage.0.name (REGISTRY_MIDDLEWARE_STORAGE_0_NAME)"},
 		{"s3 keys", "storage: {s3: {bucket: b, region: us-east-1, accelerate: true, usedualstack: true, usefipsendpoint: true, objectacl: bucket-owner-full-control, storageclass: standard_ia, loglevel: debugwithsigning, useragent: me, redirectendpoint: 'https://cdn.example.com', v4auth: true, multipartcopymaxconcurrency: 100}}\n", nil,
 			"storage.s3.multipartcopymaxconcurrency", ""},
+		{"s3 accelerate path-style", "storage: {s3: {bucket: b, region: r, accelerate: true, forcepathstyle: true}}\n", nil, "", "storage.s3.accelerate"},
 		{"s3 loglevel off", "storage: {s3: {bucket: b, region: r, loglevel: off}}\n", nil, "", ""},
 		{"s3 storage class NONE", "storage: {s3: {bucket: b, region: r, storageclass: NONE}}\n", nil, "", ""},
 		{"s3 bad storage class", "storage: {s3: {bucket: b, region: r, storageclass: GLACIER}}\n", nil, "", "storage.s3.storageclass"},

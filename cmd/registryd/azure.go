@@ -46,6 +46,9 @@ func openAzure(cfg config.Azure, rp driver.RetryPolicy) (*azure.Driver, error) {
 	var client *service.Client
 	switch typ := cfg.EffectiveType(); typ {
 	case config.AzureSharedKey:
+		if cfg.AccountKey == "" {
+			return nil, errors.New("azure: credentials type shared_key needs accountkey")
+		}
 		cred, err := service.NewSharedKeyCredential(cfg.AccountName, cfg.AccountKey)
 		if err != nil {
 			return nil, fmt.Errorf("azure: accountkey: %w", err)
