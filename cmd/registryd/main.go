@@ -172,7 +172,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	d = driver.WithRetry(d, retryPolicy(cfg.Storage.Retry))
 	eff := effectiveSettings(ctx, cfg, d)
-	secret := []byte(cfg.HTTP.Secret)
+	secret := signingKey(cfg.HTTP.Secret)
 	if len(secret) == 0 {
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret)
