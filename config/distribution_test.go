@@ -109,6 +109,11 @@ func TestDistributionShippedConfigs(t *testing.T) {
 				t.Errorf("gcs credentials %q: %v", c.Storage.GCS.Credentials, err)
 			}
 		}, nil},
+		{"gcs-keyfile.yml", nil, func(t *testing.T, c *Config) {
+			if g := c.Storage.GCS; g.KeyFile != "/path/to/keyfile" || g.ChunkSize != 5<<20 || g.RootDirectory != "/gcs/object/name/prefix" {
+				t.Errorf("gcs: %+v", g)
+			}
+		}, nil},
 		{"twuni-chart-config.yml", []string{
 			"REGISTRY_HTTP_SECRET=abcdefghijklmnop",
 			"REGISTRY_STORAGE_S3_REGION=us-east-1", "REGISTRY_STORAGE_S3_BUCKET=registry",

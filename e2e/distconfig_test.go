@@ -3,16 +3,24 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,5 +315,59 @@ func TestDistributionRefusedSections(t *testing.T) {
 				t.Errorf("%v, output %q; want a failure naming %q", err, out, c.want)
 			}
 		})
+	}
+}
+
+// TestDistributionGCSKeyfile: Distribution's GCS configuration with a service account key
+// file starts registryd against fake-gcs-server (registryd's storage.gcs.endpoint from the
+// environment: with STORAGE_EMULATOR_HOST, Google's SDK sends no credentials at all),
+// authenticates with the key (its token endpoint is a server of the test) and stores the
+// pushed blob under the configured root directory.
+func TestDistributionGCSKeyfile(t *testing.T) {
+	testenv.SkipIfShort(t, "fake-gcs-server and registryd")
+	f := testenv.StartFakeGCS(t)
+	bucket := f.NewBucket(t)
+	var tokens atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		w.Header().Set("Content-Type", "application/json")
+		if r.Form.Get("assertion") == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":"invalid_grant"}`)
+			return
+		}
+		tokens.Add(1)
+		_, _ = io.WriteString(w, `{"access_token":"test-token","token_type":"Bearer","expires_in":3600}`)
+	}))
+	defer ts.Close()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := json.Marshal(map[string]string{"type": "service_account", "project_id": "test", "private_key_id": "k1",
+		"private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email": "registry@test.iam.gserviceaccount.com", "client_id": "1", "token_uri": ts.URL + "/token"})
+	keyfile := filepath.Join(t.TempDir(), "key.json")
+	if err := os.WriteFile(keyfile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := testenv.StartRegistryd(t, distConfig(t, "gcs-keyfile.yml"), "REGISTRY_STORAGE_GCS_ENDPOINT="+f.Endpoint,
+		"REGISTRY_STORAGE_GCS_BUCKET="+bucket, "REGISTRY_STORAGE_GCS_KEYFILE="+keyfile)
+	d := pushTestBlob(t, reg.URL, "library/app", "", "")
+	obj := blobKey("/gcs/object/name/prefix", d)
+	resp, err := http.Get(f.Endpoint + "b/" + bucket + "/o/" + url.PathEscape(obj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("blob not at gs://%s/%s: %d", bucket, obj, resp.StatusCode)
+	}
+	if tokens.Load() == 0 {
+		t.Error("the key file's token endpoint was never asked: the key was not used")
 	}
 }
