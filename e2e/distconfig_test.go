@@ -349,7 +349,7 @@ func TestDistributionGCSKeyfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	key, _ := json.Marshal(map[string]string{"type": "service_account", "project_id": "test", "private_key_id": "k1",
-		"private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 		"client_email": "registry@test.iam.gserviceaccount.com", "client_id": "1", "token_uri": ts.URL + "/token"})
 	keyfile := filepath.Join(t.TempDir(), "key.json")
 	if err := os.WriteFile(keyfile, key, 0o600); err != nil {
