@@ -332,3 +332,43 @@ func TestDistributionAuthEnv(t *testing.T) {
 		t.Errorf("auth: %+v", c.Auth)
 	}
 }
+
+// TestDistributionShortFormsAndElements: Distribution's short forms "storage: inmemory"
+// and "auth: none", and variables naming one item of a list or one key of a map.
+func TestDistributionShortFormsAndElements(t *testing.T) {
+	c, err := Load(strings.NewReader("storage: inmemory\nauth: none\nlog: {fields: {service: registry}}\n"), []string{
+		"REGISTRY_LOG_FIELDS_ENVIRONMENT=production",
+		"REGISTRY_HTTP_TLS_CERTIFICATE=/c", "REGISTRY_HTTP_TLS_KEY=/k",
+		"REGISTRY_HTTP_TLS_CLIENTCAS_0=/a.pem", "REGISTRY_HTTP_TLS_CLIENTCAS_1=/b.pem",
+		"REGISTRY_HTTP_HEADERS_X-FRAME-OPTIONS=[DENY]",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Storage.InMemory == nil || c.Storage.Filesystem != nil || c.Auth.None == nil {
+		t.Errorf("storage %+v, auth %+v", c.Storage, c.Auth)
+	}
+	if c.Log.Fields["service"] != "registry" || c.Log.Fields["environment"] != "production" {
+		t.Errorf("log.fields %v", c.Log.Fields)
+	}
+	if got := strings.Join(c.HTTP.TLS.ClientCAs, ","); got != "/a.pem,/b.pem" {
+		t.Errorf("http.tls.clientcas %q", got)
+	}
+	if got := c.HTTP.Headers["x-frame-options"]; len(got) != 1 || got[0] != "DENY" {
+		t.Errorf("http.headers %v", c.HTTP.Headers)
+	}
+	for _, tc := range []struct {
+		yml  string
+		env  []string
+		want string
+	}{
+		{"storage: swift\n", nil, `no "swift" storage driver`},
+		{"auth: silly\n", nil, "auth.silly (line 1)"},
+		{"", []string{"REGISTRY_HTTP_TLS_CLIENTCAS_3=/a.pem"}, "http.tls.clientcas.3 (REGISTRY_HTTP_TLS_CLIENTCAS_3): index 3"},
+	} {
+		_, err := Load(strings.NewReader(tc.yml), tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q %v: error %v, want %q", tc.yml, tc.env, err, tc.want)
+		}
+	}
+}

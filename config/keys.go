@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -198,6 +199,12 @@ func applyEnv(c *Config, environ []string) []error {
 		}
 		parts := envParts(strings.Split(strings.ToLower(name), "_"))
 		path := strings.Join(parts, ".")
+		if handled, err := c.setElement(parts, k, val); handled {
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		parent, ok := resolve(reflect.TypeFor[Config](), parts)
 		if !ok {
 			top := reflect.TypeFor[Config]()
@@ -245,6 +252,77 @@ func (c *Config) setSource(path, variable string) {
 		c.sources = map[string]string{}
 	}
 	c.sources[path] = variable
+}
+
+// setElement applies a variable naming one element of a list or a map, as Distribution
+// allows: REGISTRY_HTTP_TLS_CLIENTCAS_0=/ca.pem sets the first item of http.tls.clientcas
+// (an index equal to the length appends), REGISTRY_LOG_FIELDS_ENVIRONMENT=prod the key
+// "environment" of log.fields (keys are lower case, as in Distribution). It reports
+// whether parts name such an element.
+func (c *Config) setElement(parts []string, k, val string) (bool, error) {
+	n := len(parts)
+	if n < 2 {
+		return false, nil
+	}
+	if _, ok := resolve(reflect.TypeFor[Config](), parts[:n-1]); !ok {
+		return false, nil
+	}
+	t := reflect.TypeFor[Config]()
+	for _, p := range parts[:n-1] {
+		if t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		f, _ := fieldByName(reflect.New(t).Elem(), p)
+		t = f.Type()
+	}
+	if t.Kind() != reflect.Slice && t.Kind() != reflect.Map {
+		return false, nil
+	}
+	fv := reflect.ValueOf(c).Elem()
+	for _, p := range parts[:n-1] {
+		if fv.Kind() == reflect.Pointer {
+			if fv.IsNil() {
+				fv.Set(reflect.New(fv.Type().Elem()))
+			}
+			fv = fv.Elem()
+		}
+		fv, _ = fieldByName(fv, p)
+	}
+	path := strings.Join(parts, ".")
+	elem := reflect.New(fv.Type().Elem()).Elem()
+	switch fv.Kind() {
+	case reflect.Slice:
+		i, err := strconv.Atoi(parts[n-1])
+		if err != nil {
+			return false, nil
+		}
+		if i < 0 || i > fv.Len() {
+			return true, &Error{Key: path, Source: k, Msg: fmt.Sprintf("index %d: the list has %d items (an index equal to the length appends)", i, fv.Len())}
+		}
+		if err := setScalar(elem, val); err != nil {
+			return true, &Error{Key: path, Source: k, Msg: err.Error()}
+		}
+		if i == fv.Len() {
+			fv.Set(reflect.Append(fv, elem))
+		} else {
+			fv.Index(i).Set(elem)
+		}
+	case reflect.Map:
+		if fv.Type().Key().Kind() != reflect.String {
+			return false, nil
+		}
+		if err := setYAML(elem, val); err != nil {
+			return true, &Error{Key: path, Source: k, Msg: err.Error()}
+		}
+		if fv.IsNil() {
+			fv.Set(reflect.MakeMap(fv.Type()))
+		}
+		fv.SetMapIndex(reflect.ValueOf(parts[n-1]).Convert(fv.Type().Key()), elem)
+	default:
+		return false, nil
+	}
+	c.setSource(path, k)
+	return true, nil
 }
 
 // envParts returns the key path of a variable's lower-cased "_"-separated parts: the parts
