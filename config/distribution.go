@@ -127,7 +127,8 @@ var (
 // applyDistribution maps Distribution's spellings onto registryd's settings, after the
 // file and the environment are read and before defaults: the deprecated top-level
 // loglevel, log levels in any case, the logstash formatter (written as JSON lines), S3
-// storage classes in any case, and proxy (read-only). Each mapping that changes what a
+// storage classes in any case, disabled middleware entries (warned), short http.secret
+// values (warned) and proxy (read-only). Each mapping that changes what a
 // Distribution operator would see is listed in c.Ignored as a warning.
 func (c *Config) applyDistribution() {
 	warn := func(key, reason string) {
@@ -154,6 +155,13 @@ func (c *Config) applyDistribution() {
 		// loudly: the secret is all that keeps upload state from being forged.
 		warn("http.secret", fmt.Sprintf("only %d characters: whoever guesses it can forge upload state; use at least %d random characters (32 or more)", n, minSecretLen))
 	}
+	for _, point := range sortedKeys(c.Middleware) {
+		for i, m := range c.Middleware[point] {
+			if m.Disabled {
+				warn(fmt.Sprintf("middleware.%s[%d] (%s)", point, i, m.Name), "disabled in the file; registryd implements no middleware")
+			}
+		}
+	}
 	if c.Proxy.RemoteURL != "" {
 		c.Storage.Maintenance.ReadOnly.Enabled = true
 		warn("proxy", "pull-through caching is not implemented: registryd serves only what its storage holds, and "+
@@ -172,13 +180,10 @@ func (c *Config) validateDistribution() error {
 	}
 	for _, point := range sortedKeys(c.Middleware) {
 		for i, m := range c.Middleware[point] {
-			key := fmt.Sprintf("middleware.%s[%d]", point, i)
 			if m.Disabled {
-				c.Ignored = append(c.Ignored, Notice{Level: slog.LevelWarn, Key: key + " (" + m.Name + ")",
-					Reason: "disabled in the file; registryd implements no middleware"})
 				continue
 			}
-			v.errorf(key, "%s: %s; registryd refuses to start rather than serve without it (remove the entry or set disabled: true)",
+			v.errorf(fmt.Sprintf("middleware.%s[%d]", point, i), "%s: %s; registryd refuses to start rather than serve without it (remove the entry or set disabled: true)",
 				orUnnamed(m.Name), middlewareWhy(point, m.Name))
 		}
 	}
