@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -370,5 +372,75 @@ func TestDistributionShortFormsAndElements(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q %v: error %v, want %q", tc.yml, tc.env, err, tc.want)
 		}
+	}
+}
+
+// TestDistributionTableInREADME: every key of the README's Distribution table has the
+// status the table gives it: a supported key is a registryd key, a warned one is accepted
+// with a warning, a refused one stops the start.
+func TestDistributionTableInREADME(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var known []string
+	knownPaths(reflect.TypeFor[Config](), "", &known)
+	isKnown := func(k string) bool { return slices.Contains(known, k) }
+	// Typed sections whose warning or refusal comes from applyDistribution and
+	// validateDistribution rather than from the tables of keys.go.
+	typedWarned := func(k string) bool { return k == "proxy" || strings.HasPrefix(k, "proxy.") }
+	typedRefused := func(k string) bool { return strings.HasPrefix(k, "middleware.") || k == "policy.repository.classes" }
+	in, rows := false, 0
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(line, "## ") {
+			in = strings.HasPrefix(line, "## Drop-in for CNCF Distribution")
+		}
+		if !in || !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 {
+			continue
+		}
+		// Key names outside parentheses; later ones are siblings of the first.
+		keyCell, _, _ := strings.Cut(cells[1], "(")
+		var keys []string
+		for i, part := range strings.Split(keyCell, "`") {
+			if i%2 == 0 || strings.TrimSpace(part) == "" {
+				continue
+			}
+			if len(keys) > 0 && !strings.Contains(part, ".") {
+				first := keys[0]
+				if j := strings.LastIndexByte(first, '.'); j >= 0 {
+					part = first[:j+1] + part
+				}
+			}
+			keys = append(keys, part)
+		}
+		status := strings.TrimSpace(cells[2])
+		for _, k := range keys {
+			rows++
+			parent := reflect.TypeFor[struct{}]()
+			kind, msg := classifyUnknown(k, parent)
+			switch {
+			case strings.HasPrefix(status, "supported"):
+				if !isKnown(k) {
+					t.Errorf("README: %s supported, but config has no such key", k)
+				}
+			case status == "warned":
+				if kind != unknownDistribution && !typedWarned(k) {
+					t.Errorf("README: %s warned, but config says %v: %s", k, kind, msg)
+				}
+			case status == "refused":
+				if kind != unknownSecurity && !typedRefused(k) {
+					t.Errorf("README: %s refused, but config says %v: %s", k, kind, msg)
+				}
+			default:
+				t.Errorf("README: %s has status %q", k, status)
+			}
+		}
+	}
+	if rows < 80 {
+		t.Errorf("README's Distribution table: %d keys read, want the whole reference", rows)
 	}
 }
