@@ -195,8 +195,9 @@ func minioClient(m *testenv.MinIO) *s3.Client {
 
 // TestDistributionS3Configs: Distribution's own S3 test configuration, and the config.yml
 // plus environment the community Helm chart renders for storage: s3 (with and without
-// REGISTRY_STORAGE=s3 naming the driver), start registryd against MinIO and store the
-// pushed blob in the bucket under the configured root directory.
+// REGISTRY_STORAGE=s3 naming the driver), and the release image's config.yml with
+// REGISTRY_STORAGE=s3 replacing its filesystem driver, start registryd against MinIO and
+// store the pushed blob in the bucket under the configured root directory.
 func TestDistributionS3Configs(t *testing.T) {
 	testenv.SkipIfShort(t, "MinIO and registryd")
 	m := testenv.StartMinIO(t)
@@ -233,6 +234,14 @@ func TestDistributionS3Configs(t *testing.T) {
 		{"helm chart, REGISTRY_STORAGE=s3", "twuni-chart-config.yml", "object/prefix", "chart", func(bucket string) []string {
 			return append(chartEnv(bucket), "REGISTRY_STORAGE=s3")
 		}},
+		// The release image's config.yml selects filesystem; REGISTRY_STORAGE=s3 replaces it,
+		// as in Distribution.
+		{"config-dev.yml, REGISTRY_STORAGE=s3", "config-dev.yml", "", "", func(bucket string) []string {
+			return []string{"REGISTRY_STORAGE=s3", "REGISTRY_STORAGE_S3_REGION=" + m.Region, "REGISTRY_STORAGE_S3_BUCKET=" + bucket,
+				"REGISTRY_STORAGE_S3_REGIONENDPOINT=" + m.Endpoint, "REGISTRY_STORAGE_S3_FORCEPATHSTYLE=true",
+				"REGISTRY_STORAGE_S3_ACCESSKEY=" + m.AccessKey, "REGISTRY_STORAGE_S3_SECRETKEY=" + m.SecretKey,
+				"REGISTRY_HTTP_DEBUG_ADDR=" + testenv.Addr(testenv.FreePort(t))}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bucket := m.NewBucket(t)
@@ -244,8 +253,12 @@ func TestDistributionS3Configs(t *testing.T) {
 			if _, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key}); err != nil {
 				t.Errorf("blob not at s3://%s/%s: %v", bucket, key, err)
 			}
-			if w := warnedKeys(t, reg.Output()); !strings.Contains(w, "storage.cache") {
+			w := warnedKeys(t, reg.Output())
+			if !strings.Contains(w, "storage.cache") {
 				t.Errorf("start-up warning %q lacks storage.cache", w)
+			}
+			if strings.HasPrefix(tc.name, "config-dev.yml") && !strings.Contains(w, "storage.filesystem (file): replaced by REGISTRY_STORAGE=s3") {
+				t.Errorf("start-up warning %q does not name the replaced filesystem section", w)
 			}
 		})
 	}
