@@ -69,6 +69,8 @@ type Log struct {
 	Formatter string `yaml:"formatter"`
 	// Fields are added to every log line (CNCF Distribution's log.fields).
 	Fields map[string]any `yaml:"fields"`
+	// AccessLog can turn off the request lines (CNCF Distribution's log.accesslog).
+	AccessLog AccessLog `yaml:"accesslog"`
 }
 
 // HTTP configures the listener.

@@ -65,6 +65,13 @@ type RepositoryPolicy struct {
 	Classes []string `yaml:"classes"`
 }
 
+// AccessLog is Distribution's log.accesslog.
+type AccessLog struct {
+	// Disabled drops the line logged for each request answered below 500 (5xx responses
+	// are still logged, at warn level).
+	Disabled bool `yaml:"disabled"`
+}
+
 // AuthNone is Distribution's "auth: none": no authentication, as without an auth section.
 type AuthNone struct{}
 

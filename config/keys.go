@@ -15,7 +15,6 @@ import (
 // Distribution starts, with one warning naming each of them. A key matches an entry
 // equal to it or to one of its parents.
 var distributionOnly = map[string]string{
-	"log.accesslog":                          "every request is logged at info level (one JSON line with status, size and duration)",
 	"log.hooks":                              "log hooks (mail) are not supported: ship the JSON log lines instead",
 	"log.reportcaller":                       "log lines do not name the calling function",
 	"reporting":                              "error reporting services (bugsnag, newrelic) are not supported",

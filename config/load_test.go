@@ -198,7 +198,7 @@ reporting: {bugsnag: {apikey: x}}
 		}
 		warned = append(warned, n.Key)
 	}
-	for _, want := range []string{"log.accesslog", "storage.cache", "storage.tag", "http.h2c", "health", "notifications", "redis", "proxy",
+	for _, want := range []string{"storage.cache", "storage.tag", "http.h2c", "health", "notifications", "redis", "proxy",
 		"compatibility", "validation.disabled", "reporting", "storage.cache.blobdescriptor (REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR)"} {
 		if !strings.Contains(strings.Join(warned, "|"), want) {
 			t.Errorf("warnings %q lack %s", warned, want)

@@ -56,6 +56,9 @@ type Options struct {
 	Host *url.URL
 	// Readiness answers /readyz (default: a read check of Registry, see NewReadiness).
 	Readiness *Readiness
+	// NoAccessLog drops the request lines of requests answered below 500
+	// (log.accesslog.disabled); 5xx responses are still logged.
+	NoAccessLog bool
 }
 
 type api struct {
@@ -94,6 +97,8 @@ func New(opts Options) (*echo.Echo, error) {
 			level := slog.LevelInfo
 			if v.Status >= 500 {
 				level = slog.LevelWarn
+			} else if opts.NoAccessLog {
+				return nil
 			}
 			a.log.LogAttrs(c.Request().Context(), level, "request",
 				slog.String("method", v.Method), slog.String("path", v.URIPath), slog.Int("status", v.Status),

@@ -206,6 +206,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		AbsoluteURLs:     cfg.HTTP.AbsoluteURLs(),
 		Host:             cfg.HTTP.HostURL(),
 		Readiness:        ready,
+		NoAccessLog:      cfg.Log.AccessLog.Disabled,
 	})
 	if err != nil {
 		return err
