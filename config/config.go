@@ -77,6 +77,9 @@ type Log struct {
 type HTTP struct {
 	// Addr is the listen address (default ":5000").
 	Addr string `yaml:"addr"`
+	// Prefix is the path the registry is served under, with leading and trailing slashes
+	// (/my/registry/): /my/registry/v2/ is the API; Location and Link headers carry it.
+	Prefix string `yaml:"prefix"`
 	// Net is the listener's network: tcp (default; Distribution's unix is refused).
 	Net string `yaml:"net"`
 	// Secret signs upload state tokens. Every replica sharing a bucket must use the same

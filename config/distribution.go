@@ -180,6 +180,9 @@ func (c *Config) applyDistribution() {
 // comment) and the Distribution keys of the storage drivers.
 func (c *Config) validateDistribution() error {
 	v := &validator{sources: c.sources}
+	if p := c.HTTP.Prefix; p != "" && (!strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#%") || strings.Contains(p, "//")) {
+		v.errorf("http.prefix", "must be a path with leading and trailing slashes (/my/registry/), got %q", p)
+	}
 	switch c.HTTP.Net {
 	case "", "tcp":
 	default:

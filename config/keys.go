@@ -24,7 +24,6 @@ var distributionOnly = map[string]string{
 	"catalog":                                "limits.maxlistentries caps n on the catalog (and tags and referrers)",
 	"tags":                                   "limits.maxlistentries caps n on tags lists (and the catalog and referrers)",
 	"compatibility":                          "schema1 manifests are refused; no setting changes that",
-	"http.prefix":                            "registryd serves /v2/ at the root: put a proxy that strips the prefix in front",
 	"http.h2c":                               "cleartext HTTP/2 is not offered; HTTP/2 is served over TLS",
 	"http.debug.prometheus":                  "/metrics is always served (on http.debug.addr when set, else on the main listener)",
 	"http.tls.clientauth":                    "with http.tls.clientcas every client must present a certificate they signed (require-and-verify-client-cert, Distribution's default; the other modes are looser)",

@@ -207,6 +207,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Host:             cfg.HTTP.HostURL(),
 		Readiness:        ready,
 		NoAccessLog:      cfg.Log.AccessLog.Disabled,
+		Prefix:           strings.TrimSuffix(cfg.HTTP.Prefix, "/"),
 	})
 	if err != nil {
 		return err
