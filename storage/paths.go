@@ -7,6 +7,7 @@ import (
 // The storage layout. Every object key registryd reads or writes is built here.
 //
 //	docker/registry/v2/
+//	├── _gc/lease                                                      garbage collection lease (JSON: holder, epoch, expiry)
 //	├── _health/<random hex>                                           readiness write probe (written, then deleted)
 //	├── blobs/<alg>/<first two hex>/<hex>/data                      blob and manifest bytes
 //	└── repositories/<name>/
@@ -28,6 +29,10 @@ import (
 const rootPrefix = "docker/registry/v2"
 
 func healthProbePath(id string) string { return rootPrefix + "/_health/" + id }
+
+// GCLeasePath is the path of the lease that elects the one replica running garbage
+// collection (see AcquireLease); like _health it lies outside the trees GC walks.
+const GCLeasePath = rootPrefix + "/_gc/lease"
 
 func blobDataPath(d digest.Digest) string {
 	hex := d.Encoded()
