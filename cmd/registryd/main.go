@@ -166,7 +166,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	d, err := openDriver(ctx, cfg)
+	d, err := openDriver(withSDKLogger(ctx, log), cfg)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	d = driver.WithRetry(d, retryPolicy(cfg.Storage.Retry))
 	eff := effectiveSettings(ctx, cfg, d)
-	secret := []byte(cfg.HTTP.Secret)
+	secret := signingKey(cfg.HTTP.Secret)
 	if len(secret) == 0 {
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret)
@@ -209,6 +209,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		AbsoluteURLs:     cfg.HTTP.AbsoluteURLs(),
 		Host:             cfg.HTTP.HostURL(),
 		Readiness:        ready,
+		NoAccessLog:      cfg.Log.AccessLog.Disabled,
+		Prefix:           strings.TrimSuffix(cfg.HTTP.Prefix, "/"),
 	})
 	if err != nil {
 		return err
