@@ -332,12 +332,11 @@ func (m *Migration) Run(ctx context.Context) (MigrateReport, error) {
 func (m *Migration) run(ctx context.Context) error {
 	m.phase.Store(int32(PhasePlanning))
 	src := &Registry{d: m.src}
-	names, _, err := src.Catalog(ctx, "", -1)
-	if err != nil {
-		return fmt.Errorf("migrate: list source repositories: %w", err)
-	}
 	var repos []*migrateRepo
-	for _, name := range names {
+	for name, err := range src.Repositories(ctx, "") {
+		if err != nil {
+			return fmt.Errorf("migrate: list source repositories: %w", err)
+		}
 		if !matchRepository(m.opts.Repositories, name) {
 			continue
 		}

@@ -25,6 +25,8 @@ Usage:
   registryd [serve] [-c FILE | FILE]      serve the registry (the default command)
   registryd config check [-c FILE | FILE] validate the configuration and print it, secrets masked
   registryd version                       print the version and build information
+  registryd fsck [-c FILE | FILE] [flags] check the stored registry; --repair what is safe
+                                          (exit status 0 clean, 1 findings, 2 error)
   registryd selftest [-insecure] URL      push and pull a blob through a running registry
                                           (the Helm chart's test; REGISTRYD_SELFTEST_USERNAME and _PASSWORD;
                                           -cert FILE -key FILE under mutual TLS)

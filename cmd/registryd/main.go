@@ -3,6 +3,7 @@
 //	registryd [serve] [-c FILE | FILE]       serve the registry (no file: filesystem under ./data, :5000)
 //	registryd config check [-c FILE | FILE]  validate the configuration, print it with secrets masked
 //	registryd version                        print the version and build information
+//	registryd fsck [-c FILE | FILE] [flags]  check the stored registry, repair what is safe (exit 0/1/2)
 //	registryd selftest [-insecure] URL       push and pull a blob through a running registry (helm test)
 //	registryd sleep DURATION                 wait (the Helm chart's preStop pause; the image has no shell)
 //	registryd migrate --from OLD --to NEW    copy every repository from one backend to another
@@ -112,10 +113,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return commandStatus(stderr, runSelftest(ctx, args, stdout, os.Getenv))
 	case "sleep":
 		return commandStatus(stderr, runSleep(ctx, args))
+	case "fsck":
+		return runFsck(ctx, args, environ, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, args, environ, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, version, migrate, selftest, sleep or help)\n", cmd)
+		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, version, fsck, migrate, selftest, sleep or help)\n", cmd)
 		return exitUsage
 	}
 }
@@ -170,7 +173,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	eff := effectiveSettings(ctx, cfg, d)
-	secret := []byte(cfg.HTTP.Secret)
+	secret := signingKey(cfg.HTTP.Secret)
 	if len(secret) == 0 {
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret)
@@ -204,6 +207,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		AbsoluteURLs:     cfg.HTTP.AbsoluteURLs(),
 		Host:             cfg.HTTP.HostURL(),
 		Readiness:        ready,
+		NoAccessLog:      cfg.Log.AccessLog.Disabled,
+		Prefix:           strings.TrimSuffix(cfg.HTTP.Prefix, "/"),
 	})
 	if err != nil {
 		return err

@@ -169,7 +169,7 @@ func runMigrate(ctx context.Context, args, environ []string, stdout, stderr io.W
 // openStorage is the driver serve uses for cfg: the backend, request logging at the debug
 // level, and driver.WithRetry with storage.retry.
 func openStorage(ctx context.Context, cfg *config.Config, log *slog.Logger) (driver.Driver, error) {
-	d, err := openDriver(ctx, cfg)
+	d, err := openDriver(withSDKLogger(ctx, log), cfg)
 	if err != nil {
 		return nil, err
 	}
