@@ -645,3 +645,29 @@ func TestMigrateLivePush(t *testing.T) {
 	}
 	checkNoDangling(t, dst)
 }
+
+// TestMigrateTransientFailures: throttling and outages on either side are retried (by
+// driver.WithRetry around both drivers, as registryd migrate wraps them), and a source
+// stream that breaks mid-blob is copied again from the start: the run completes with no
+// failure and the destination is whole.
+func TestMigrateTransientFailures(t *testing.T) {
+	f := newMigrateFixture(t)
+	src, dst := fault.New(f.src), fault.New(inmemory.New())
+	src.Add(fault.Rule{Methods: []string{fault.Stat, fault.List}, Times: 3, Err: driver.ErrThrottled})
+	src.Add(fault.Rule{Contains: f.shared.Encoded(), BreakStream: true, BreakAfter: 1 << 20, Times: 1, Err: driver.ErrUnavailable})
+	dst.Add(fault.Rule{Methods: []string{fault.Put}, Times: 3, Err: driver.ErrUnavailable})
+	policy := driver.RetryPolicy{MaxAttempts: 4}
+	rep := migrate(t, driver.WithRetry(src, policy), driver.WithRetry(dst, policy), MigrateOptions{})
+	if rep.Failed != 0 || src.Injected() == 0 || dst.Injected() == 0 {
+		t.Fatalf("failures %+v; injected %d in the source, %d in the destination", rep.Failures, src.Injected(), dst.Injected())
+	}
+	if rep.BytesStreamed < rep.BytesCopied+1<<20 {
+		t.Errorf("streamed %d bytes for %d copied: the broken stream was not read again", rep.BytesStreamed, rep.BytesCopied)
+	}
+	want, got := tree(t, f.src), tree(t, dst.Inner())
+	for p, b := range want {
+		if got[p] != b {
+			t.Errorf("%s differs or is missing", p)
+		}
+	}
+}
