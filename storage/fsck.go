@@ -293,28 +293,6 @@ func (f *fsck) listBlobs(ctx context.Context) (map[digest.Digest]bool, error) {
 	return blobs, g.Wait()
 }
 
-// linkDigests lists the digests of a <alg>/<hex>/ tree of links (_layers,
-// _manifests/revisions, _referrers), in order; other entries are ignored.
-func (f *fsck) linkDigests(ctx context.Context, dir string) ([]digest.Digest, error) {
-	algs, err := f.r.subdirs(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []digest.Digest
-	for _, alg := range algs {
-		hexes, err := f.r.subdirs(ctx, dir+"/"+alg)
-		if err != nil {
-			return nil, err
-		}
-		for _, hex := range hexes {
-			if d, err := digest.Parse(alg + ":" + hex); err == nil {
-				out = append(out, d)
-			}
-		}
-	}
-	return out, nil
-}
-
 // missing confirms with a Stat that nothing is at p.
 func (f *fsck) missing(ctx context.Context, p string) (bool, error) {
 	_, err := f.r.d.Stat(ctx, p)
@@ -355,11 +333,11 @@ type repoLinks struct {
 // its tags and its referrer records.
 func (f *fsck) checkRepo(ctx context.Context, repo string) error {
 	f.count(&f.sum.Repositories, 1)
-	layers, err := f.linkDigests(ctx, repoDir(repo)+"/_layers")
+	layers, err := digestDirs(ctx, f.r.d, repoDir(repo)+"/_layers")
 	if err != nil {
 		return err
 	}
-	revisions, err := f.linkDigests(ctx, repoDir(repo)+"/_manifests/revisions")
+	revisions, err := digestDirs(ctx, f.r.d, repoDir(repo)+"/_manifests/revisions")
 	if err != nil {
 		return err
 	}
@@ -579,31 +557,20 @@ func (r *Registry) tagListed(ctx context.Context, repo, tag string) (bool, error
 // checkReferrers checks that every referrer record of the repository names a stored
 // manifest.
 func (f *fsck) checkReferrers(ctx context.Context, repo string, rl *repoLinks) error {
-	subjects, err := f.linkDigests(ctx, repoDir(repo)+"/_referrers")
+	subjects, err := digestDirs(ctx, f.r.d, repoDir(repo)+"/_referrers")
 	if err != nil {
 		return err
 	}
 	g, gctx := f.group(ctx)
 	for _, s := range subjects {
 		g.Go(func() error {
-			dir := referrersDir(repo, s)
-			var records []driver.Info
-			after := ""
-			for {
-				l, err := f.r.d.List(gctx, dir, after, walkPage)
-				if err != nil {
-					return fmt.Errorf("list %s: %w", dir, err)
-				}
-				records = append(records, l...)
-				if len(l) < walkPage {
-					break
-				}
-				after = l[len(l)-1].Path
+			records, err := listAll(gctx, f.r.d, referrersDir(repo, s))
+			if err != nil {
+				return err
 			}
 			for _, rec := range records {
-				alg, hex, ok := strings.Cut(path.Base(rec.Path), "-")
-				d, err := digest.Parse(alg + ":" + hex)
-				if rec.IsDir || !ok || err != nil {
+				d, ok := referrerRecord(rec)
+				if !ok {
 					continue
 				}
 				f.count(&f.sum.Referrers, 1)

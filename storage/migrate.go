@@ -603,10 +603,10 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 	// Revisions before layers: a push links its blobs before its manifest, so every
 	// blob of a listed manifest is in the later layer listing even while the source is
 	// being pushed to.
-	if r.manifests, err = m.digestDirs(ctx, m.src, repoDir(name)+"/_manifests/revisions"); err != nil {
+	if r.manifests, err = digestDirs(ctx, m.src, repoDir(name)+"/_manifests/revisions"); err != nil {
 		return nil, err
 	}
-	if r.layers, err = m.digestDirs(ctx, m.src, repoDir(name)+"/_layers"); err != nil {
+	if r.layers, err = digestDirs(ctx, m.src, repoDir(name)+"/_layers"); err != nil {
 		return nil, err
 	}
 	var mu sync.Mutex
@@ -667,7 +667,7 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 				break
 			}
 			var l []digest.Digest
-			l, err = m.hexDirs(ctx, m.src, tagDir(name, t.name)+"/index/"+alg.String(), alg)
+			l, err = hexDirs(ctx, m.src, tagDir(name, t.name)+"/index/"+alg.String(), alg)
 			t.index = append(t.index, l...)
 		}
 		if err != nil {
@@ -685,7 +685,7 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 	r.tags = kept
 
 	refDir := repoDir(name) + "/_referrers"
-	subjects, err := m.digestDirs(ctx, m.src, refDir)
+	subjects, err := digestDirs(ctx, m.src, refDir)
 	if err != nil {
 		return nil, err
 	}
@@ -699,10 +699,9 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 			if e.IsDir {
 				continue
 			}
-			alg, hex, ok := strings.Cut(path.Base(e.Path), "-")
-			d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
-			if !ok || d.Validate() != nil {
-				continue // not a referrer record
+			d, ok := referrerRecord(e)
+			if !ok {
+				continue
 			}
 			r.referrers = append(r.referrers, migrateReferrer{path: referrerPath(name, s, d), manifest: d})
 		}
@@ -934,7 +933,7 @@ func (m *Migration) syncObject(ctx context.Context, p string, want []byte, absen
 // dstDigests returns the digests of a <dir>/<alg>/<hex>/ tree at the destination (one
 // listing instead of a read per link).
 func (m *Migration) dstDigests(ctx context.Context, dir string) (map[digest.Digest]bool, error) {
-	l, err := m.digestDirs(ctx, m.dst, dir)
+	l, err := digestDirs(ctx, m.dst, dir)
 	if err != nil {
 		return nil, fmt.Errorf("destination: %w", err)
 	}
@@ -975,62 +974,6 @@ func (m *Migration) parallel(ctx context.Context, n, limit int, f func(i int)) {
 		})
 	}
 	_ = g.Wait()
-}
-
-// digestDirs returns the digests of a <dir>/<alg>/<hex>/ tree (layer links, revisions,
-// tag index, referrer subjects), skipping entries that are not valid digests.
-func (m *Migration) digestDirs(ctx context.Context, d driver.Driver, dir string) ([]digest.Digest, error) {
-	algs, err := listAll(ctx, d, dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []digest.Digest
-	for _, a := range algs {
-		if !a.IsDir {
-			continue
-		}
-		l, err := m.hexDirs(ctx, d, a.Path, digest.Algorithm(path.Base(a.Path)))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, l...)
-	}
-	return out, nil
-}
-
-// hexDirs returns the digests of algorithm alg named by the directories under dir.
-func (m *Migration) hexDirs(ctx context.Context, d driver.Driver, dir string, alg digest.Algorithm) ([]digest.Digest, error) {
-	hexes, err := listAll(ctx, d, dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []digest.Digest
-	for _, h := range hexes {
-		if !h.IsDir {
-			continue
-		}
-		if dg := digest.NewDigestFromEncoded(alg, path.Base(h.Path)); dg.Validate() == nil {
-			out = append(out, dg)
-		}
-	}
-	return out, nil
-}
-
-// listAll lists every entry directly under dir.
-func listAll(ctx context.Context, d driver.Driver, dir string) ([]driver.Info, error) {
-	var all []driver.Info
-	after := ""
-	for {
-		l, err := d.List(ctx, dir, after, 1000)
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", dir, err)
-		}
-		all = append(all, l...)
-		if len(l) < 1000 {
-			return all, nil
-		}
-		after = l[len(l)-1].Path
-	}
 }
 
 // readSmall reads the whole object at p, at most limit bytes.
