@@ -494,11 +494,15 @@ func (m *Migration) count(err error, wrote bool, written, skipped *atomic.Int64)
 func (m *Migration) syncTag(ctx context.Context, r *migrateRepo, t migrateTag, revisions map[digest.Digest]bool, blocked, deferred *digestSet, absent bool) {
 	object := "tag " + r.name + ":" + t.name
 	if !revisions[t.target] {
-		if _, err := m.src.Stat(ctx, revisionLinkPath(r.name, t.target)); err == nil {
+		_, err := m.src.Stat(ctx, revisionLinkPath(r.name, t.target))
+		switch {
+		case err == nil:
 			m.stats.deferred.Add(1)
-			return
+		case errors.Is(err, driver.ErrNotFound):
+			m.fail(object, fmt.Errorf("%w: manifest %s is not in the source repository", ErrMigrateDependency, t.target))
+		default:
+			m.fail(object, fmt.Errorf("source: %w", err))
 		}
-		m.fail(object, fmt.Errorf("%w: manifest %s is not in the source repository", ErrMigrateDependency, t.target))
 		return
 	}
 	if deferred.has(t.target) {

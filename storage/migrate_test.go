@@ -671,3 +671,47 @@ func TestMigrateTransientFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateTagTargetLookup: a tag whose manifest is not in the revision listing is a
+// dependency failure when the source has no such manifest, and the source's own error
+// (not a dependency failure) when looking it up fails.
+func TestMigrateTagTargetLookup(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		statErr error
+		want    error
+		notWant error
+	}{
+		{name: "absent", want: ErrMigrateDependency},
+		{name: "lookup fails", statErr: driver.ErrUnavailable, want: driver.ErrUnavailable, notWant: ErrMigrateDependency},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newMigrateFixture(t)
+			ghost := digest.FromString("no such manifest")
+			b := []byte(ghost.String())
+			if err := f.src.Put(context.Background(), tagCurrentPath("a/app", "ghost"), bytes.NewReader(b), int64(len(b))); err != nil {
+				t.Fatal(err)
+			}
+			src := fault.New(f.src)
+			if tc.statErr != nil {
+				src.Add(fault.Rule{Methods: []string{fault.Stat}, Contains: ghost.Encoded(), Err: tc.statErr})
+			}
+			rep := migrate(t, src, inmemory.New(), MigrateOptions{})
+			var got []MigrateFailure
+			for _, fl := range rep.Failures {
+				if fl.Object == "tag a/app:ghost" {
+					got = append(got, fl)
+				}
+			}
+			if len(got) != 1 {
+				t.Fatalf("failures of the tag: %+v (all: %+v)", got, rep.Failures)
+			}
+			if !errors.Is(got[0].Err, tc.want) {
+				t.Errorf("failure %v, want %v", got[0].Err, tc.want)
+			}
+			if tc.notWant != nil && errors.Is(got[0].Err, tc.notWant) {
+				t.Errorf("failure %v is %v", got[0].Err, tc.notWant)
+			}
+		})
+	}
+}
