@@ -3,7 +3,6 @@ package storage
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -71,9 +70,6 @@ type Migration struct {
 // stored with one Put (one request on every backend); larger blobs stream through the
 // destination driver's Writer (multipart on the cloud backends).
 const MigrateSmallBlob = 4 << 20
-
-// maxMigrateManifest bounds the manifest bytes read to find a manifest's references.
-const maxMigrateManifest = 16 << 20
 
 // blobCopyAttempts bounds the copies of one blob whose stream fails with a transient
 // error after the driver's own retries (a stream broken mid-body is not retried below).
@@ -714,31 +710,19 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 }
 
 // manifestRefs reads manifest d's bytes from the source and returns the digests it
-// references (config, layers and index entries) and, of those, the index entries.
+// references (see parseReferences: config, layers and index entries) and, of those, the
+// index entries. Bytes of no schema registryd knows are copied as they are, with no
+// references.
 func (m *Migration) manifestRefs(ctx context.Context, d digest.Digest) (refs, children []digest.Digest, err error) {
-	b, err := readSmall(ctx, m.src, blobDataPath(d), maxMigrateManifest)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read manifest: %w", err)
-	}
-	var mj manifestJSON
-	if err := json.Unmarshal(b, &mj); err != nil {
-		// Not a manifest registryd can parse (schema 1, ...): copied as is, no references.
+	r, err := (&Registry{d: m.src}).manifestReferences(ctx, d)
+	if errors.Is(err, errUnknownManifest) {
 		return []digest.Digest{}, nil, nil
 	}
-	if mj.Config != nil {
-		refs = append(refs, mj.Config.Digest)
+	if err != nil {
+		return nil, nil, err
 	}
-	for _, l := range mj.Layers {
-		refs = append(refs, l.Digest)
-	}
-	for _, c := range mj.Manifests {
-		refs = append(refs, c.Digest)
-		children = append(children, c.Digest)
-	}
-	if refs == nil {
-		refs = []digest.Digest{}
-	}
-	return refs, children, nil
+	refs = make([]digest.Digest, 0, len(r.Blobs)+len(r.Manifests))
+	return append(append(refs, r.Blobs...), r.Manifests...), r.Manifests, nil
 }
 
 // planBlobs collects every blob the repositories link (layers and manifests), once each,

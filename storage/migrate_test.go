@@ -715,3 +715,35 @@ func TestMigrateTagTargetLookup(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateSchema1Dependency: a schema1 manifest (fsLayers) is blocked when one of its
+// blobs cannot be copied, like any other manifest: the references come from
+// parseReferences, which knows schema1.
+func TestMigrateSchema1Dependency(t *testing.T) {
+	ctx := context.Background()
+	src := inmemory.New()
+	put := func(p string, b []byte) {
+		t.Helper()
+		if err := src.Put(ctx, p, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	layer := []byte("schema1 layer")
+	ld := digest.FromBytes(layer)
+	m := []byte(`{"schemaVersion":1,"name":"old/img","tag":"v1","fsLayers":[{"blobSum":"` + ld.String() + `"}]}`)
+	md := digest.FromBytes(m)
+	put(blobDataPath(ld), layer)
+	put(blobDataPath(md), m)
+	put(layerLinkPath("old/img", ld), []byte(ld.String()))
+	put(revisionLinkPath("old/img", md), []byte(md.String()))
+	fsrc := fault.New(src)
+	fsrc.Add(fault.Rule{Methods: []string{fault.Reader}, Contains: ld.Encoded(), Err: driver.ErrPermission})
+	dst := inmemory.New()
+	rep := migrate(t, fsrc, dst, MigrateOptions{})
+	if rep.Failed == 0 {
+		t.Fatal("no failure reported")
+	}
+	if _, err := dst.Stat(ctx, revisionLinkPath("old/img", md)); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("revision link of the schema1 manifest written although its layer failed: %v", err)
+	}
+}
