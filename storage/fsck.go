@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -109,8 +108,9 @@ type FsckOptions struct {
 	// current link is corrupt (a pull of them fails already; the tag name disappears
 	// from listings).
 	RepairTags bool
-	// Repositories is a path.Match pattern of the repository names to check ("" for
-	// all). Orphan blobs are only looked for when every repository is checked.
+	// Repositories selects the repositories to check by name, as
+	// MigrateOptions.Repositories does ("team/*", "team/**"; "" for all). Orphan blobs
+	// are only looked for when it is "".
 	Repositories string
 	// Parallel bounds the backend calls of the run in flight (default 16).
 	Parallel int
@@ -161,10 +161,8 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (FsckSummary, err
 	if opts.Parallel <= 0 {
 		opts.Parallel = 16
 	}
-	if opts.Repositories != "" {
-		if _, err := path.Match(opts.Repositories, ""); err != nil {
-			return FsckSummary{}, fmt.Errorf("fsck: repositories pattern %q: %w", opts.Repositories, err)
-		}
+	if err := checkRepositoryPattern(opts.Repositories); err != nil {
+		return FsckSummary{}, fmt.Errorf("fsck: %w", err)
 	}
 	// Every backend call of the run goes through one bound, however the work nests.
 	lr, err := New(&limitedDriver{Driver: r.d, sem: make(chan struct{}, opts.Parallel)}, r.opts)
@@ -186,10 +184,8 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (FsckSummary, err
 			g.Go(func() error { return fmt.Errorf("fsck repositories: %w", err) })
 			break
 		}
-		if opts.Repositories != "" {
-			if ok, _ := path.Match(opts.Repositories, repo); !ok {
-				continue
-			}
+		if !matchRepository(opts.Repositories, repo) {
+			continue
 		}
 		g.Go(func() error {
 			if err := f.checkRepo(gctx, repo); err != nil {

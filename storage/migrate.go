@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -211,8 +210,8 @@ func NewMigration(src, dst driver.Driver, opts MigrateOptions) (*Migration, erro
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if _, err := path.Match(strings.TrimSuffix(opts.Repositories, "/**"), ""); err != nil {
-		return nil, fmt.Errorf("storage: repository pattern %q: %w", opts.Repositories, err)
+	if err := checkRepositoryPattern(opts.Repositories); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
 	}
 	return &Migration{src: src, dst: dst, opts: opts}, nil
 }
@@ -242,29 +241,6 @@ func (m *Migration) Progress() MigrateStats {
 		Deferred:         c.deferred.Load(),
 		Failed:           c.failed.Load(),
 	}
-}
-
-// matchRepository reports whether name is selected by pattern (see
-// MigrateOptions.Repositories).
-func matchRepository(pattern, name string) bool {
-	if pattern == "" || pattern == "**" {
-		return true
-	}
-	if prefix, ok := strings.CutSuffix(pattern, "/**"); ok {
-		if ok, _ := path.Match(prefix, name); ok {
-			return true
-		}
-		for i := range len(name) {
-			if name[i] == '/' {
-				if ok, _ := path.Match(prefix, name[:i]); ok {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	ok, _ := path.Match(pattern, name)
-	return ok
 }
 
 // migrateRepo is what the source holds for one repository.

@@ -62,7 +62,7 @@ func parseFsckFlags(args []string, stdout io.Writer) (fsckFlags, error) {
 	fs.BoolVar(&f.opts.VerifyDigests, "verify-digests", false, "hash every blob's bytes (reads the whole store)")
 	fs.BoolVar(&f.opts.Repair, "repair", false, "remove dangling links and referrer records (never blob data)")
 	fs.BoolVar(&f.opts.RepairTags, "repair-tags", false, "also remove tags whose manifest is gone (implies --repair)")
-	fs.StringVar(&f.opts.Repositories, "repos", "", "check only the repositories matching `GLOB` (path.Match; orphans are not looked for)")
+	fs.StringVar(&f.opts.Repositories, "repos", "", "check only the repositories matching `GLOB` (path.Match; * stops at /, a trailing /** takes a subtree; orphans are not looked for)")
 	fs.BoolVar(&f.json, "json", false, "print findings and the summary as JSON, one object per line")
 	fs.IntVar(&f.parallel, "parallel", 16, "backend calls in flight")
 	if err := fs.Parse(args); err != nil {
