@@ -168,28 +168,9 @@ func (r *retryDriver) Reader(ctx context.Context, path string, offset, length in
 }
 
 func (r *retryDriver) Put(ctx context.Context, path string, body io.Reader, size int64) error {
-	s, ok := body.(io.Seeker)
-	if !ok {
-		return r.Driver.Put(ctx, path, body, size)
-	}
-	start, err := s.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return r.Driver.Put(ctx, path, body, size)
-	}
-	var rewindErr error
-	err = r.do(ctx, "put", path, func(ctx context.Context, attempt int) error {
-		if attempt > 1 {
-			if _, err := s.Seek(start, io.SeekStart); err != nil {
-				rewindErr = err
-				return nil // stop retrying; reported below
-			}
-		}
+	return r.rewinding(ctx, "put", path, body, func(ctx context.Context, _ int) error {
 		return r.Driver.Put(ctx, path, body, size)
 	})
-	if rewindErr != nil {
-		return &PathError{Op: "put", Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %v", ErrUnavailable, rewindErr)}
-	}
-	return err
 }
 
 // PutIf retries like Put (only when body is an io.Seeker, rewound for each attempt). An
@@ -197,23 +178,8 @@ func (r *retryDriver) Put(ctx context.Context, path string, body io.Reader, size
 // retry does not prove that another writer won: the error then says so, and the caller
 // reads the object back when it must know (see Driver.PutIf).
 func (r *retryDriver) PutIf(ctx context.Context, path string, body io.Reader, size int64, ifVersion string) (string, error) {
-	s, ok := body.(io.Seeker)
-	if !ok {
-		return r.Driver.PutIf(ctx, path, body, size, ifVersion)
-	}
-	start, err := s.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return r.Driver.PutIf(ctx, path, body, size, ifVersion)
-	}
 	var version string
-	var rewindErr error
-	err = r.do(ctx, "putif", path, func(ctx context.Context, attempt int) error {
-		if attempt > 1 {
-			if _, err := s.Seek(start, io.SeekStart); err != nil {
-				rewindErr = err
-				return nil // stop retrying; reported below
-			}
-		}
+	err := r.rewinding(ctx, "putif", path, body, func(ctx context.Context, attempt int) error {
 		var err error
 		version, err = r.Driver.PutIf(ctx, path, body, size, ifVersion)
 		if attempt > 1 && errors.Is(err, ErrPreconditionFailed) {
@@ -221,10 +187,38 @@ func (r *retryDriver) PutIf(ctx context.Context, path string, body io.Reader, si
 		}
 		return err
 	})
-	if rewindErr != nil {
-		return "", &PathError{Op: "putif", Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %v", ErrUnavailable, rewindErr)}
+	if err != nil {
+		return "", err
 	}
-	return version, err
+	return version, nil
+}
+
+// rewinding runs call, a write that reads body, under the retry policy when body is an
+// io.Seeker whose position is known, rewinding it to where it started before each retry;
+// any other body is written once (call gets attempt 1).
+func (r *retryDriver) rewinding(ctx context.Context, op, path string, body io.Reader, call func(ctx context.Context, attempt int) error) error {
+	s, ok := body.(io.Seeker)
+	if !ok {
+		return call(ctx, 1)
+	}
+	start, err := s.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return call(ctx, 1)
+	}
+	var rewindErr error
+	err = r.do(ctx, op, path, func(ctx context.Context, attempt int) error {
+		if attempt > 1 {
+			if _, err := s.Seek(start, io.SeekStart); err != nil {
+				rewindErr = err
+				return nil // stop retrying; reported below
+			}
+		}
+		return call(ctx, attempt)
+	})
+	if rewindErr != nil {
+		return &PathError{Op: op, Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %v", ErrUnavailable, rewindErr)}
+	}
+	return err
 }
 
 func (r *retryDriver) Delete(ctx context.Context, path string) error {
