@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/storage"
 )
 
@@ -94,15 +93,15 @@ func runFsck(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "registryd: fsck: --repair on a registry in storage.maintenance.readonly mode")
 		return fsckError
 	}
-	d, err := openDriver(ctx, cfg)
+	log := newLogger(cfg.Log, stderr)
+	d, err := openStorage(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "registryd: fsck:", err)
 		return fsckError
 	}
-	d = driver.WithRetry(d, retryPolicy(cfg.Storage.Retry))
 	secret := make([]byte, 32) // fsck starts no upload: any secret does
 	_, _ = rand.Read(secret)
-	reg, err := storage.New(d, storage.Options{Secret: secret, Logger: newLogger(cfg.Log, stderr)})
+	reg, err := storage.New(d, storage.Options{Secret: secret, Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "registryd: fsck:", err)
 		return fsckError

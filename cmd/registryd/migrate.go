@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/registryd/registryd/config"
-	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/storage"
 )
 
@@ -164,19 +162,6 @@ func runMigrate(ctx context.Context, args, environ []string, stdout, stderr io.W
 		return exitFailure
 	}
 	return exitOK
-}
-
-// openStorage is the driver serve uses for cfg: the backend, request logging at the debug
-// level, and driver.WithRetry with storage.retry.
-func openStorage(ctx context.Context, cfg *config.Config, log *slog.Logger) (driver.Driver, error) {
-	d, err := openDriver(withSDKLogger(ctx, log), cfg)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Log.Level == "debug" {
-		d = driver.WithLogging(d, log)
-	}
-	return driver.WithRetry(d, retryPolicy(cfg.Storage.Retry)), nil
 }
 
 // printMigrateReport writes the final report as text.
