@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -80,6 +81,8 @@ func parseMigrateFlags(args []string, stdout io.Writer) (migrateFlags, error) {
 		return f, &usageError{fmt.Sprintf("migrate: unexpected argument %q (see registryd migrate --help)", fs.Arg(0))}
 	case f.from == "" || f.to == "":
 		return f, &usageError{"migrate: --from and --to are both required (see registryd migrate --help)"}
+	case filepath.Clean(f.from) == filepath.Clean(f.to):
+		return f, &usageError{fmt.Sprintf("migrate: --from and --to name the same configuration %q: a store cannot be migrated onto itself", f.from)}
 	case f.concurrency < 1:
 		return f, &usageError{"migrate: --concurrency must be at least 1"}
 	case f.interval < 0:
