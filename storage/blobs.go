@@ -26,6 +26,9 @@ type BlobInfo struct {
 // StatBlob returns the blob's size if the repository holds it, BLOB_UNKNOWN if it does not.
 // It looks the repository's link up first, so a blob the repository lacks (the usual
 // answer to a pusher's HEAD) costs one backend call.
+//
+// With Options.TouchOnHead a blob found is also touched for garbage collection (one more
+// small write): a pusher that found it is about to reference it (see gc_protect.go).
 func (r *Registry) StatBlob(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
 	_, linkErr := r.d.Stat(ctx, layerLinkPath(repo, d))
 	var fi driver.Info
@@ -33,7 +36,13 @@ func (r *Registry) StatBlob(ctx context.Context, repo string, d digest.Digest) (
 	if linkErr == nil {
 		fi, dataErr = r.d.Stat(ctx, blobDataPath(d))
 	}
-	return blobInfo(d, fi, linkErr, dataErr)
+	b, err := blobInfo(d, fi, linkErr, dataErr)
+	if err == nil && r.opts.TouchOnHead {
+		if err := r.touch(ctx, d); err != nil {
+			return BlobInfo{}, err
+		}
+	}
+	return b, err
 }
 
 // StatBlobForRead is StatBlob for a request about to read the blob: the repository's link
@@ -423,8 +432,8 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d digest.Di
 		}
 		return false, err
 	}
-	if err := r.putLink(ctx, layerLinkPath(repo, d), d); err != nil {
-		return false, fmt.Errorf("link mounted blob: %w", err)
+	if err := r.linkStored(ctx, repo, d); err != nil {
+		return false, fmt.Errorf("mount: %w", err)
 	}
 	return true, nil
 }

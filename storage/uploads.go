@@ -179,8 +179,8 @@ func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, bod
 		if err != nil {
 			return BlobInfo{}, err
 		}
-		if err := r.putLink(ctx, layerLinkPath(u.Repo, want), want); err != nil {
-			return BlobInfo{}, fmt.Errorf("link blob: %w", err)
+		if err := r.linkStored(ctx, u.Repo, want); err != nil {
+			return BlobInfo{}, err
 		}
 		r.cleanupUpload(ctx, u)
 		return b, nil
@@ -265,8 +265,8 @@ func (r *Registry) PutBlob(ctx context.Context, repo string, body io.Reader, wan
 	if err != nil {
 		return BlobInfo{}, err
 	}
-	if err := r.putLink(ctx, layerLinkPath(repo, want), want); err != nil {
-		return BlobInfo{}, fmt.Errorf("link blob: %w", err)
+	if err := r.linkStored(ctx, repo, want); err != nil {
+		return BlobInfo{}, err
 	}
 	return b, nil
 }
@@ -383,8 +383,8 @@ func (r *Registry) finish(ctx context.Context, u *Upload, w driver.Writer, h has
 // address: step 4 links it into the repository, step 5 removes the upload's objects
 // (best effort: leftovers are harmless).
 func (r *Registry) linkUpload(ctx context.Context, u *Upload, want digest.Digest, size int64) (BlobInfo, error) {
-	if err := r.putLink(ctx, layerLinkPath(u.Repo, want), want); err != nil {
-		return BlobInfo{}, fmt.Errorf("link blob: %w", err)
+	if err := r.linkStored(ctx, u.Repo, want); err != nil {
+		return BlobInfo{}, err
 	}
 	r.cleanupUpload(ctx, u)
 	return BlobInfo{Digest: want, Size: size}, nil
