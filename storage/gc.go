@@ -169,7 +169,7 @@ type gcRun struct {
 	// t0 is the backend time at which the run began (truncated to whole seconds: some
 	// backends report modification times in seconds). Objects written at or after t0
 	// were written during the run.
-	t0 time.Time
+	t0    time.Time
 	clock gcClock
 
 	refsMu sync.Mutex
@@ -183,8 +183,8 @@ type gcRun struct {
 	// them as gone).
 	retained map[string]map[string]bool
 	touches  []string // push markers to expire
-	allow     map[string]bool
-	report    *GCReport
+	allow    map[string]bool
+	report   *GCReport
 	// sweepCalls is the number of backend calls the sweep of the plan makes.
 	sweepCalls int64
 }

@@ -499,4 +499,3 @@ func snapshot(t *testing.T, d driver.Driver) map[string]string {
 	walk("")
 	return out
 }
-
