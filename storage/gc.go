@@ -148,10 +148,10 @@ type GCReport struct {
 // passed since it wrote _gc/sweeping, and a push treats a _gc/sweeping older than
 // sweepBound+clockSkew as left behind by a collector that stopped.
 const (
-	sweepBound = 2 * time.Minute
-	clockSkew  = time.Minute
+	sweepBound = 30 * time.Second
+	clockSkew  = 30 * time.Second
 	// sweepBatch is the largest number of deletions of one batch.
-	sweepBatch = 200
+	sweepBatch = 100
 	// gcParallel bounds the concurrent backend calls of mark and sweep.
 	gcParallel = 8
 )

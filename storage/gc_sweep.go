@@ -27,8 +27,11 @@ func (g *gcRun) beginBatch(ctx context.Context) (*batch, error) {
 	return b, nil
 }
 
-// end removes _gc/sweeping.
+// end removes _gc/sweeping, also when ctx was cancelled (a run stopped by its caller
+// does not leave pushes waiting for the marker to go stale).
 func (b *batch) end(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	if err := b.g.c.Delete(ctx, gcSweepingPath()); err != nil && !errors.Is(err, driver.ErrNotFound) {
 		return fmt.Errorf("end sweep batch: %w", err)
 	}
