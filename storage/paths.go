@@ -8,7 +8,7 @@ import (
 //
 //	docker/registry/v2/
 //	├── _health/<random hex>                                           readiness write probe (written, then deleted)
-//	├── _gc/lease                                                      garbage collector election (see gc.go)
+//	├── _gc/lease                                                      garbage collection lease (JSON: holder, epoch, expiry)
 //	├── _gc/started                                                    backend time at which the current GC run began
 //	├── _gc/sweeping                                                   present while a GC sweep batch deletes
 //	├── _gc/touched/<alg>-<hex>                                        blob linked or found for a push (see gc_protect.go)
@@ -34,10 +34,11 @@ const rootPrefix = "docker/registry/v2"
 
 func healthProbePath(id string) string { return rootPrefix + "/_health/" + id }
 
-func gcDir() string { return rootPrefix + "/_gc" }
+// GCLeasePath is the path of the lease that elects the one replica running garbage
+// collection (see AcquireLease); like _health it lies outside the trees GC walks.
+const GCLeasePath = rootPrefix + "/_gc/lease"
 
-// GCLeasePath is the object garbage collectors elect their runner with.
-func GCLeasePath() string { return gcDir() + "/lease" }
+func gcDir() string { return rootPrefix + "/_gc" }
 
 // GCPlanPath is where a GC run writes its plan.
 func GCPlanPath() string { return gcDir() + "/plan.json" }

@@ -437,6 +437,15 @@ func (d *Driver) putMultipart(ctx context.Context, p string, head []byte, r io.R
 // putObject stores b at key with one PutObject, with the configured encryption (and
 // storage class when data is true: sidecars stay in the default class).
 func (d *Driver) putObject(ctx context.Context, key string, b []byte, data bool, meta ...string) (*s3.PutObjectOutput, error) {
+	out, err := d.c(ctx).PutObject(ctx, d.putObjectInput(key, b, data, meta), d.bodyOptions...)
+	if err != nil {
+		return nil, failErr(ctx, err)
+	}
+	return out, nil
+}
+
+// putObjectInput is the PutObject request of putObject.
+func (d *Driver) putObjectInput(key string, b []byte, data bool, meta []string) *s3.PutObjectInput {
 	in := &s3.PutObjectInput{
 		Bucket:        &d.bucket,
 		Key:           &key,
@@ -456,11 +465,40 @@ func (d *Driver) putObject(ctx context.Context, key string, b []byte, data bool,
 	if d.checksums {
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
 	}
+	return in
+}
+
+// PutIf implements driver.Driver with a conditional PutObject: If-None-Match: * when
+// ifVersion is "", else If-Match: ifVersion (versions are ETags). S3 compares and writes
+// atomically; it answers a failed condition with 412 PreconditionFailed, a conditional
+// write that lost a race with another one still in flight with 409
+// ConditionalRequestConflict, and If-Match on a missing key with 404 NoSuchKey: all three
+// are ErrPreconditionFailed.
+func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
+	if err := driver.CheckCall(ctx, "putif", p); err != nil {
+		return "", err
+	}
+	b, err := driver.ReadConditionalBody(p, r, size)
+	if err != nil {
+		return "", err
+	}
+	in := d.putObjectInput(d.key(p), b, false, nil)
+	if ifVersion == "" {
+		in.IfNoneMatch = aws.String("*")
+	} else {
+		in.IfMatch = aws.String(ifVersion)
+	}
 	out, err := d.c(ctx).PutObject(ctx, in, d.bodyOptions...)
 	if err != nil {
-		return nil, failErr(ctx, err)
+		cerr := failErr(ctx, err)
+		if errors.Is(cerr, driver.ErrNotFound) {
+			cerr = fmt.Errorf("%w: no object, want version %s: %w", driver.ErrPreconditionFailed, ifVersion, err)
+		}
+		return "", &driver.PathError{Op: "putif", Path: p, Err: cerr}
 	}
-	return out, nil
+	// A Stat cannot stand in for a missing ETag (another writer may have replaced the
+	// object since), so a store that sends none reports "" (unknown).
+	return aws.ToString(out.ETag), nil
 }
 
 // unsignedPayload is the SigV4 payload hash of a request whose body is not signed.

@@ -78,6 +78,11 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentPutSamePath", testConcurrentPut},
 		{"ContextCanceled", testContextCanceled},
+		{"PutIfAbsent", testPutIfAbsent},
+		{"PutIfMatch", testPutIfMatch},
+		{"PutIfRaceAbsent", testPutIfRaceAbsent},
+		{"PutIfRaceMatch", testPutIfRaceMatch},
+		{"PutIfRefused", testPutIfRefused},
 		{"URL", testURL},
 	}
 	for _, c := range cases {
