@@ -354,3 +354,69 @@ func TestGCFailsClosed(t *testing.T) {
 		}
 	})
 }
+
+// TestGCLease: of two replicas starting a run at once, one runs and the other skips with
+// ErrLeaseHeld; a runner that stalls past its lease deletes nothing more.
+func TestGCLease(t *testing.T) {
+	ctx := context.Background()
+	t.Run("two replicas", func(t *testing.T) {
+		f := newFixture(t)
+		m := f.image("a", "", nil, "c", "l")
+		r2 := newTestRegistry(t, f.hooks)
+		h := f.holdAt("Put", gcStartedPath())
+		done := make(chan error, 1)
+		time.Sleep(5 * time.Millisecond)
+		go func() {
+			_, err := f.r.runGC(ctx, testGCOptions(), LeaseOptions{Holder: "one"}, gcClock{})
+			done <- err
+		}()
+		wait(t, h.reached, "the first run")
+		f.hooks.set(nil)
+		_, err := r2.runGC(ctx, testGCOptions(), LeaseOptions{Holder: "two"}, gcClock{})
+		var held *LeaseHeldError
+		if !errors.As(err, &held) || held.Holder != "one" {
+			t.Fatalf("second replica: %v, want ErrLeaseHeld by one", err)
+		}
+		close(h.release)
+		if err := waitErr(t, done); err != nil {
+			t.Fatal(err)
+		}
+		if f.hasManifest("a", m) {
+			t.Fatal("not swept")
+		}
+		// Released: the other replica runs next, at once.
+		if _, err := r2.runGC(ctx, testGCOptions(), LeaseOptions{Holder: "two"}, gcClock{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("stalled past the lease", func(t *testing.T) {
+		f := newFixture(t)
+		f.image("a", "", nil, "c", "l")
+		var mu sync.Mutex
+		now := time.Now()
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		h := f.holdAt("Put", gcSweepingPath())
+		before := snapshot(t, f.mem)
+		done := make(chan error, 1)
+		time.Sleep(5 * time.Millisecond)
+		go func() {
+			_, err := f.r.runGC(ctx, testGCOptions(), LeaseOptions{TTL: 30 * time.Second, Now: clock}, gcClock{})
+			done <- err
+		}()
+		wait(t, h.reached, "the sweep")
+		mu.Lock()
+		now = now.Add(time.Minute) // the runner stalls past its lease
+		mu.Unlock()
+		f.hooks.set(nil)
+		close(h.release)
+		if err := waitErr(t, done); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("run: %v, want ErrLeaseLost", err)
+		}
+		after := snapshot(t, f.mem)
+		for p := range before {
+			if _, ok := after[p]; !ok {
+				t.Errorf("%s deleted by a runner without its lease", p)
+			}
+		}
+	})
+}
