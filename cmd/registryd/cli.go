@@ -24,6 +24,8 @@ const usage = `registryd: an OCI Distribution v1.1 registry over object storage.
 Usage:
   registryd [serve] [-c FILE | FILE]      serve the registry (the default command)
   registryd config check [-c FILE | FILE] validate the configuration and print it, secrets masked
+  registryd gc [--dry-run] [--plan FILE] [-c FILE | FILE]
+                                          run one garbage collection now (see registryd gc --help)
   registryd version                       print the version and build information
   registryd selftest [-insecure] URL      push and pull a blob through a running registry
                                           (the Helm chart's test; REGISTRYD_SELFTEST_USERNAME and _PASSWORD)

@@ -2,6 +2,7 @@
 //
 //	registryd [serve] [-c FILE | FILE]       serve the registry (no file: filesystem under ./data, :5000)
 //	registryd config check [-c FILE | FILE]  validate the configuration, print it with secrets masked
+//	registryd gc [--dry-run] [--plan FILE] [-c FILE | FILE]  run one garbage collection now
 //	registryd version                        print the version and build information
 //	registryd selftest [-insecure] URL       push and pull a blob through a running registry (helm test)
 //	registryd sleep DURATION                 wait (the Helm chart's preStop pause; the image has no shell)
@@ -108,12 +109,14 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return exitFailure
 		}
 		return exitOK
+	case "gc":
+		return runGCCommand(ctx, args, environ, stdout, stderr)
 	case "selftest":
 		return commandStatus(stderr, runSelftest(ctx, args, stdout, os.Getenv))
 	case "sleep":
 		return commandStatus(stderr, runSleep(ctx, args))
 	default:
-		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, version, selftest, sleep or help)\n", cmd)
+		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, gc, version, selftest, sleep or help)\n", cmd)
 		return exitUsage
 	}
 }
@@ -182,6 +185,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Redirect:       eff.redirect,
 		RedirectExpiry: cfg.Storage.Redirect.Expiry,
 		AllowSparse:    cfg.Validation.Manifests.AllowSparse,
+		TouchOnHead:    cfg.Storage.GC.Enabled,
 		Logger:         log,
 	})
 	if err != nil {
@@ -239,6 +243,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		purgeUploads(purgeCtx, reg, cfg, log)
 	}()
 	defer func() { stopPurging(); <-purged }()
+	gcMetrics, err := newGCMetrics(metrics)
+	if err != nil {
+		return err
+	}
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		collectGarbage(purgeCtx, reg, cfg, log, gcMetrics)
+	}()
+	defer func() { stopPurging(); <-collected }()
 	select {
 	case err := <-errc:
 		return err
