@@ -267,7 +267,9 @@ type Driver interface {
 	// subdirectories, the latter with IsDir set), sorted by Path in byte order, starting
 	// strictly after the path `after` (when non-empty) and at most limit entries (limit <= 0:
 	// all). A directory with no entries yields an empty slice and nil: List never returns
-	// ErrNotFound. dir == "" lists the root.
+	// ErrNotFound. dir == "" lists the root. `after` is compared with the entries' paths
+	// as a string: it need not name an entry, nor be a valid path ("dir/b~" lists from the
+	// first name after every name beginning with "b").
 	List(ctx context.Context, dir, after string, limit int) ([]Info, error)
 
 	// Copy copies the object at src to dst inside the backend, without streaming the bytes

@@ -89,17 +89,17 @@ func (a *api) catalog(c echo.Context) error {
 }
 
 // catalogPage returns up to n repositories after last that the caller may see, and
-// whether more follow.
+// whether more follow. Under access control it reads the walk only as far as the n+1-th
+// repository the caller may see.
 func (a *api) catalogPage(c echo.Context, last string, n int) ([]string, bool, error) {
 	if a.opts.Auth == nil {
 		return a.reg.Catalog(c.Request().Context(), last, n)
 	}
-	all, _, err := a.reg.Catalog(c.Request().Context(), last, -1)
-	if err != nil {
-		return nil, false, err
-	}
 	repos := []string{}
-	for _, r := range all {
+	for r, err := range a.reg.Repositories(c.Request().Context(), last) {
+		if err != nil {
+			return nil, false, err
+		}
 		if !a.listable(c, r) {
 			continue
 		}

@@ -92,6 +92,9 @@ func notFound(err error, d regerr.Descriptor, detail any, context string) error 
 	return fmt.Errorf("%s: %w", context, err)
 }
 
+// errCorruptLink reports a link object that does not hold a digest.
+var errCorruptLink = errors.New("corrupt link")
+
 // readLink reads a link object and parses the digest it holds.
 func (r *Registry) readLink(ctx context.Context, p string) (digest.Digest, error) {
 	rc, err := r.d.Reader(ctx, p, 0, -1)
@@ -105,7 +108,7 @@ func (r *Registry) readLink(ctx context.Context, p string) (digest.Digest, error
 	}
 	d, err := digest.Parse(strings.TrimSpace(string(b)))
 	if err != nil {
-		return "", fmt.Errorf("corrupt link %s: %w", p, err)
+		return "", fmt.Errorf("%w %s: %w", errCorruptLink, p, err)
 	}
 	return d, nil
 }

@@ -27,6 +27,8 @@ Usage:
   registryd gc [--dry-run] [--plan FILE] [-c FILE | FILE]
                                           run one garbage collection now (see registryd gc --help)
   registryd version                       print the version and build information
+  registryd fsck [-c FILE | FILE] [flags] check the stored registry; --repair what is safe
+                                          (exit status 0 clean, 1 findings, 2 error)
   registryd selftest [-insecure] URL      push and pull a blob through a running registry
                                           (the Helm chart's test; REGISTRYD_SELFTEST_USERNAME and _PASSWORD)
   registryd sleep DURATION                wait, then exit 0 (the chart's preStop pause)

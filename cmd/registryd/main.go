@@ -4,6 +4,7 @@
 //	registryd config check [-c FILE | FILE]  validate the configuration, print it with secrets masked
 //	registryd gc [--dry-run] [--plan FILE] [-c FILE | FILE]  run one garbage collection now
 //	registryd version                        print the version and build information
+//	registryd fsck [-c FILE | FILE] [flags]  check the stored registry, repair what is safe (exit 0/1/2)
 //	registryd selftest [-insecure] URL       push and pull a blob through a running registry (helm test)
 //	registryd sleep DURATION                 wait (the Helm chart's preStop pause; the image has no shell)
 //
@@ -115,8 +116,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return commandStatus(stderr, runSelftest(ctx, args, stdout, os.Getenv))
 	case "sleep":
 		return commandStatus(stderr, runSleep(ctx, args))
+	case "fsck":
+		return runFsck(ctx, args, environ, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, gc, version, selftest, sleep or help)\n", cmd)
+		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, gc, version, fsck, selftest, sleep or help)\n", cmd)
 		return exitUsage
 	}
 }
