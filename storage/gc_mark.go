@@ -75,7 +75,7 @@ func (g *gcRun) young(t time.Time, grace time.Duration) bool {
 
 // mark walks every repository, then the blobs, and records the deletion candidates.
 func (g *gcRun) mark(ctx context.Context) error {
-	repos, _, err := g.r.Catalog(ctx, "", -1)
+	repos, err := g.repositories(ctx)
 	if err != nil {
 		return err
 	}
@@ -96,6 +96,18 @@ func (g *gcRun) mark(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// repositories lists every repository with the walker.
+func (g *gcRun) repositories(ctx context.Context) ([]string, error) {
+	var out []string
+	for name, err := range g.r.Repositories(ctx, "") {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, name)
+	}
+	return out, nil
 }
 
 // sweepCalls is the number of backend calls sweeping the repository's candidates takes

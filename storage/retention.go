@@ -172,7 +172,7 @@ func (g *gcRun) retention(ctx context.Context) error {
 		}
 		rules[i] = c
 	}
-	repos, _, err := g.r.Catalog(ctx, "", -1)
+	repos, err := g.repositories(ctx)
 	if err != nil {
 		return err
 	}
