@@ -30,7 +30,8 @@ Usage:
   registryd fsck [-c FILE | FILE] [flags] check the stored registry; --repair what is safe
                                           (exit status 0 clean, 1 findings, 2 error)
   registryd selftest [-insecure] URL      push and pull a blob through a running registry
-                                          (the Helm chart's test; REGISTRYD_SELFTEST_USERNAME and _PASSWORD)
+                                          (the Helm chart's test; REGISTRYD_SELFTEST_USERNAME and _PASSWORD;
+                                          -cert FILE -key FILE under mutual TLS)
   registryd sleep DURATION                wait, then exit 0 (the chart's preStop pause)
   registryd help                          print this help
 
