@@ -30,19 +30,24 @@ type BlobInfo struct {
 // With Options.TouchOnHead a blob found is also touched for garbage collection (one more
 // small write): a pusher that found it is about to reference it (see gc_protect.go).
 func (r *Registry) StatBlob(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
-	_, linkErr := r.d.Stat(ctx, layerLinkPath(repo, d))
-	var fi driver.Info
-	var dataErr error
-	if linkErr == nil {
-		fi, dataErr = r.d.Stat(ctx, blobDataPath(d))
-	}
-	b, err := blobInfo(d, fi, linkErr, dataErr)
+	b, err := r.statBlob(ctx, repo, d)
 	if err == nil && r.opts.TouchOnHead {
 		if err := r.touch(ctx, d); err != nil {
 			return BlobInfo{}, err
 		}
 	}
 	return b, err
+}
+
+// statBlob is StatBlob without the push marker.
+func (r *Registry) statBlob(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
+	_, linkErr := r.d.Stat(ctx, layerLinkPath(repo, d))
+	var fi driver.Info
+	var dataErr error
+	if linkErr == nil {
+		fi, dataErr = r.d.Stat(ctx, blobDataPath(d))
+	}
+	return blobInfo(d, fi, linkErr, dataErr)
 }
 
 // StatBlobForRead is StatBlob for a request about to read the blob: the repository's link
@@ -422,7 +427,7 @@ func (r *Registry) DeleteBlob(ctx context.Context, repo string, d digest.Digest)
 func (r *Registry) MountBlob(ctx context.Context, repo, from string, d digest.Digest) (bool, error) {
 	var err error
 	if from != "" {
-		_, err = r.StatBlob(ctx, from, d)
+		_, err = r.statBlob(ctx, from, d)
 	} else if _, err = r.d.Stat(ctx, blobDataPath(d)); err != nil {
 		err = notFound(err, regerr.BlobUnknown, nil, "stat blob data")
 	}
@@ -432,7 +437,7 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d digest.Di
 		}
 		return false, err
 	}
-	if err := r.linkStored(ctx, repo, d); err != nil {
+	if err := r.linkBlob(ctx, repo, d, true); err != nil {
 		return false, fmt.Errorf("mount: %w", err)
 	}
 	return true, nil

@@ -4,7 +4,8 @@ package storage
 // blobs a concurrent collector deletes.
 //
 //  1. Writing a layer link to a blob that is already stored (a mount, or an upload of
-//     content the registry already has) is followed by a push marker,
+//     content the registry already has) is followed by a push marker (and a lookup of
+//     the blob's data, so the answer does not claim a blob collected meanwhile),
 //     _gc/touched/<alg>-<hex>. A collector's mark may have found no link to that blob;
 //     the marker, written after the link, tells its sweep that the blob was linked since
 //     the run began (a link written before the run began is seen by its mark). A HEAD
@@ -24,7 +25,7 @@ package storage
 //
 // The cost, with or without a collector: a manifest PUT makes one more Stat (b) and one
 // more round of Stats (c), in parallel; a mount or an upload of a stored blob one more
-// small Put.
+// small Put and one more Stat.
 
 import (
 	"bytes"
@@ -56,13 +57,39 @@ func (r *Registry) touch(ctx context.Context, d digest.Digest) error {
 	return nil
 }
 
-// linkStored writes repo's layer link to d, a blob that may have been stored before,
-// then its push marker.
-func (r *Registry) linkStored(ctx context.Context, repo string, d digest.Digest) error {
+// linkBlob writes repo's layer link to blob d. When the blob was stored before (stored:
+// a mount, an upload of content the registry already had), its push marker follows the
+// link, and the blob's data is looked up again: a collector may have deleted it between
+// the caller's lookup and the marker, and then the caller's answer must not say the blob
+// is there (the error is a plain one: the client retries, and uploads the bytes again).
+// A blob whose data was just written needs no marker: it is younger than any grace
+// period.
+func (r *Registry) linkBlob(ctx context.Context, repo string, d digest.Digest, stored bool) error {
 	if err := r.putLink(ctx, layerLinkPath(repo, d), d); err != nil {
 		return fmt.Errorf("link blob: %w", err)
 	}
-	return r.touch(ctx, d)
+	if !stored {
+		return nil
+	}
+	if err := r.touch(ctx, d); err != nil {
+		return err
+	}
+	if _, err := r.d.Stat(ctx, blobDataPath(d)); err != nil {
+		return fmt.Errorf("blob %s was garbage collected while it was linked: %w", d, errGone(err))
+	}
+	return nil
+}
+
+// errCollected is returned when a stored blob being linked was collected meanwhile.
+var errCollected = errors.New("blob collected while linking it")
+
+// errGone turns a not-found into errCollected (never a 404: the client's request was
+// right, the answer is to retry), other errors stay.
+func errGone(err error) error {
+	if errors.Is(err, driver.ErrNotFound) {
+		return errCollected
+	}
+	return err
 }
 
 // waitSweep returns once no sweep batch is running: _gc/sweeping is absent, or older

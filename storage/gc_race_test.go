@@ -420,3 +420,30 @@ func TestGCLease(t *testing.T) {
 		}
 	})
 }
+
+// TestLinkBlobCollectedMeanwhile: a stored blob that a collector deletes between a
+// mount's lookup and its push marker is not reported mounted; an upload of content the
+// registry already had does not report success either (the client uploads again).
+func TestLinkBlobCollectedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	o := f.blob("a", "orphan")
+	f.hooks.set(func(m, p string) {
+		if m == "Put" && p == gcTouchedPath(o) {
+			_ = f.mem.Delete(ctx, blobDataPath(o)) // the collector's delete, just before the marker
+		}
+	})
+	if ok, err := f.r.MountBlob(ctx, "b", "a", o); ok || !errors.Is(err, errCollected) {
+		t.Fatalf("mount: %v %v, want errCollected", ok, err)
+	}
+	f.hooks.set(nil)
+	f.blob("a", "orphan") // written again: fresh, no marker needed
+	f.hooks.set(func(m, p string) {
+		if m == "Put" && p == gcTouchedPath(o) {
+			_ = f.mem.Delete(ctx, blobDataPath(o))
+		}
+	})
+	if _, err := f.r.PutBlob(ctx, "c", strings.NewReader("orphan"), o); !errors.Is(err, errCollected) {
+		t.Fatalf("upload of a stored blob: %v, want errCollected", err)
+	}
+}
