@@ -134,14 +134,14 @@ func (r *Registry) commitManifest(ctx context.Context, repo string, m *manifestJ
 		if err := r.waitSweep(ctx); err != nil {
 			return err
 		}
+		own := r.statAsync(ctx, revisionLinkPath(repo, dg))
 		err := r.checkReferences(ctx, repo, m, true)
-		if err == nil {
-			_, err = r.d.Stat(ctx, revisionLinkPath(repo, dg))
-			if errors.Is(err, driver.ErrNotFound) && attempt < 2 {
+		if _, lerr := own(); err == nil {
+			if errors.Is(lerr, driver.ErrNotFound) && attempt < 2 {
 				continue // a sweep batch removed it between (a) and (c)
 			}
-			if err != nil {
-				err = fmt.Errorf("stat manifest link: %w", err)
+			if lerr != nil {
+				err = fmt.Errorf("stat manifest link: %w", lerr)
 			}
 		}
 		if err != nil {
