@@ -28,12 +28,14 @@ type BlobInfo struct {
 // answer to a pusher's HEAD) costs one backend call.
 //
 // With Options.TouchOnHead a blob found is also touched for garbage collection (one more
-// small write): a pusher that found it is about to reference it (see gc_protect.go).
+// small write, whose failure is only logged): a pusher that found it is about to
+// reference it (see gc_protect.go).
 func (r *Registry) StatBlob(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
 	b, err := r.statBlob(ctx, repo, d)
 	if err == nil && r.opts.TouchOnHead {
 		if err := r.touch(ctx, d); err != nil {
-			return BlobInfo{}, err
+			// The marker only spares the pusher a retry; the answer stands without it.
+			r.opts.Logger.WarnContext(ctx, "blob HEAD: writing the garbage collection push marker failed", "repository", repo, "digest", d, "error", err)
 		}
 	}
 	return b, err

@@ -150,7 +150,8 @@ type GCReport struct {
 const (
 	sweepBound = 30 * time.Second
 	clockSkew  = 30 * time.Second
-	// sweepBatch is the largest number of deletions of one batch.
+	// sweepBatch is the largest number of deletions of one batch (made gcParallel at a
+	// time).
 	sweepBatch = 100
 	// gcParallel bounds the concurrent backend calls of mark and sweep.
 	gcParallel = 8
@@ -185,6 +186,7 @@ type gcRun struct {
 	touches  []string // push markers to expire
 	allow    map[string]bool
 	report   *GCReport
+	reportMu sync.Mutex // guards report while a batch deletes in parallel
 	// sweepCalls is the number of backend calls the sweep of the plan makes.
 	sweepCalls int64
 }

@@ -39,7 +39,7 @@ func (b *batch) end(ctx context.Context) error {
 }
 
 // del deletes the object of item it, after checking the lease's fence and the batch's
-// time bound. An object already gone is not an error and not counted.
+// time bound. It is safe for concurrent use. An object already gone is not an error and not counted.
 func (b *batch) del(ctx context.Context, it GCItem) error {
 	if time.Since(b.start) >= sweepBound {
 		return errStaleBatch
@@ -56,6 +56,8 @@ func (b *batch) del(ctx context.Context, it GCItem) error {
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", it.Path, err)
 	}
+	b.g.reportMu.Lock()
+	defer b.g.reportMu.Unlock()
 	b.g.report.DeletedItems = append(b.g.report.DeletedItems, it)
 	b.g.report.Deleted[it.Kind]++
 	b.g.report.DeletedBytes += it.Size
@@ -166,16 +168,24 @@ func (g *gcRun) sweepRepoBatch(ctx context.Context, rm *repoMark, ms []*manifest
 	for d := range needed {
 		g.keepBlobs[d] = true
 	}
+	var doomed []*manifestCand
 	for _, m := range ms {
 		if rm.kept[m.d] {
 			g.report.Skipped++
 			continue
 		}
-		for _, it := range m.items(rm.name) {
+		doomed = append(doomed, m)
+	}
+	// Manifests in parallel, the objects of one in order (its revision link last).
+	if err := parallel(len(doomed), func(i int) error {
+		for _, it := range doomed[i].items(rm.name) {
 			if err := b.del(ctx, it); err != nil {
 				return err
 			}
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	var links []GCItem
 	for _, it := range ls {
@@ -193,17 +203,21 @@ func (g *gcRun) sweepRepoBatch(ctx context.Context, rm *repoMark, ms []*manifest
 	}); err != nil {
 		return err
 	}
+	var gone []GCItem
 	for i, it := range links {
 		if !ok[i] {
 			g.report.Skipped++
 			g.keepBlobs[it.Digest] = true
 			continue
 		}
-		if err := b.del(ctx, it); err != nil {
-			return err
-		}
+		gone = append(gone, it)
 	}
-	return nil
+	return b.delAll(ctx, gone)
+}
+
+// delAll deletes the items in parallel.
+func (b *batch) delAll(ctx context.Context, items []GCItem) error {
+	return parallel(len(items), func(i int) error { return b.del(ctx, items[i]) })
 }
 
 // linkStillDoomed re-reads a layer link and its blob's push marker: the link may go if it
@@ -275,14 +289,13 @@ func (g *gcRun) sweepBlobs(ctx context.Context, items []GCItem) (err error) {
 	}); err != nil {
 		return err
 	}
+	var gone []GCItem
 	for i, it := range todo {
 		if !ok[i] {
 			g.report.Skipped++
 			continue
 		}
-		if err := b.del(ctx, it); err != nil {
-			return err
-		}
+		gone = append(gone, it)
 	}
-	return nil
+	return b.delAll(ctx, gone)
 }

@@ -188,7 +188,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Redirect:       eff.redirect,
 		RedirectExpiry: cfg.Storage.Redirect.Expiry,
 		AllowSparse:    cfg.Validation.Manifests.AllowSparse,
-		TouchOnHead:    cfg.Storage.GC.Enabled,
+		TouchOnHead:    cfg.Storage.GC.Enabled && !cfg.Storage.Maintenance.ReadOnly.Enabled,
 		Logger:         log,
 	})
 	if err != nil {
