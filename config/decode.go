@@ -51,6 +51,20 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, key string) {
 		}
 		return
 	}
+	if n.Kind == yaml.ScalarNode && (key == "storage" || key == "auth") {
+		// CNCF Distribution's short form of a section without parameters:
+		// "storage: inmemory", "auth: none".
+		var err error
+		if key == "storage" {
+			err = d.c.selectStorage(fmt.Sprintf("line %d", n.Line), n.Value)
+		} else {
+			err = d.c.selectAuth(fmt.Sprintf("line %d", n.Line), n.Value)
+		}
+		if err != nil {
+			d.errs = append(d.errs, err)
+		}
+		return
+	}
 	if _, custom := v.Addr().Interface().(yaml.Unmarshaler); custom {
 		// A type with its own YAML decoding (a section kept in another file may have one).
 		if err := n.Decode(v.Addr().Interface()); err != nil {

@@ -28,9 +28,9 @@ func (a *api) pagination(c echo.Context) (int, string, error) {
 	return n, c.QueryParam("last"), nil
 }
 
-func setLink(c echo.Context, path string, n int, last string) {
+func (a *api) setLink(c echo.Context, path string, n int, last string) {
 	q := url.Values{"n": {strconv.Itoa(n)}, "last": {last}}
-	c.Response().Header().Set("Link", `<`+path+"?"+q.Encode()+`>; rel="next"`)
+	c.Response().Header().Set("Link", `<`+a.opts.Prefix+path+"?"+q.Encode()+`>; rel="next"`)
 }
 
 func writeJSON(c echo.Context, status int, contentType string, v any) error {
@@ -60,7 +60,7 @@ func (a *api) tags(c echo.Context, name string) error {
 		return err
 	}
 	if more {
-		setLink(c, "/v2/"+name+"/tags/list", n, tags[len(tags)-1])
+		a.setLink(c, "/v2/"+name+"/tags/list", n, tags[len(tags)-1])
 	}
 	return writeJSON(c, http.StatusOK, echo.MIMEApplicationJSON, map[string]any{"name": name, "tags": tags})
 }
@@ -83,7 +83,7 @@ func (a *api) catalog(c echo.Context) error {
 		return err
 	}
 	if more && len(repos) > 0 {
-		setLink(c, "/v2/_catalog", n, repos[len(repos)-1])
+		a.setLink(c, "/v2/_catalog", n, repos[len(repos)-1])
 	}
 	return writeJSON(c, http.StatusOK, echo.MIMEApplicationJSON, map[string]any{"repositories": repos})
 }

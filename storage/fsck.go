@@ -112,7 +112,7 @@ type FsckOptions struct {
 	// Repositories is a path.Match pattern of the repository names to check ("" for
 	// all). Orphan blobs are only looked for when every repository is checked.
 	Repositories string
-	// Parallel bounds the backend calls in flight (default 16).
+	// Parallel bounds the backend calls of the run in flight (default 16).
 	Parallel int
 	// Report receives every finding as it is made, one call at a time, in no particular
 	// order. May be nil.
@@ -166,26 +166,40 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (FsckSummary, err
 			return FsckSummary{}, fmt.Errorf("fsck: repositories pattern %q: %w", opts.Repositories, err)
 		}
 	}
-	f := &fsck{r: r, opts: opts, start: time.Now(), linked: map[digest.Digest]bool{}, corrupt: map[digest.Digest]bool{},
+	// Every backend call of the run goes through one bound, however the work nests.
+	lr, err := New(&limitedDriver{Driver: r.d, sem: make(chan struct{}, opts.Parallel)}, r.opts)
+	if err != nil {
+		return FsckSummary{}, err
+	}
+	f := &fsck{r: lr, opts: opts, start: time.Now(), linked: map[digest.Digest]bool{}, corrupt: map[digest.Digest]bool{},
 		sum: FsckSummary{Findings: map[FindingKind]int{}}}
 	blobs, err := f.listBlobs(ctx)
 	if err != nil {
-		return f.summary(), err
+		return f.summary(), fmt.Errorf("fsck blobs: %w", err)
 	}
 	f.blobs = blobs
 	f.sum.Blobs = len(blobs)
-	for repo, err := range r.Repositories(ctx, "") {
+	// Repositories are checked side by side, as the walk yields them.
+	g, gctx := f.group(ctx)
+	for repo, err := range lr.Repositories(gctx, "") {
 		if err != nil {
-			return f.summary(), fmt.Errorf("fsck: %w", err)
+			g.Go(func() error { return fmt.Errorf("fsck repositories: %w", err) })
+			break
 		}
 		if opts.Repositories != "" {
 			if ok, _ := path.Match(opts.Repositories, repo); !ok {
 				continue
 			}
 		}
-		if err := f.checkRepo(ctx, repo); err != nil {
-			return f.summary(), fmt.Errorf("fsck %s: %w", repo, err)
-		}
+		g.Go(func() error {
+			if err := f.checkRepo(gctx, repo); err != nil {
+				return fmt.Errorf("fsck %s: %w", repo, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return f.summary(), err
 	}
 	if opts.Repositories == "" {
 		if err := f.orphans(ctx); err != nil {
@@ -249,7 +263,7 @@ func (f *fsck) listBlobs(ctx context.Context) (map[digest.Digest]bool, error) {
 	root := rootPrefix + "/blobs"
 	algs, err := f.r.subdirs(ctx, root)
 	if err != nil {
-		return nil, fmt.Errorf("fsck: %w", err)
+		return nil, err
 	}
 	blobs := map[digest.Digest]bool{}
 	var mu sync.Mutex
@@ -257,13 +271,13 @@ func (f *fsck) listBlobs(ctx context.Context) (map[digest.Digest]bool, error) {
 	for _, alg := range algs {
 		prefixes, err := f.r.subdirs(ctx, root+"/"+alg)
 		if err != nil {
-			return nil, fmt.Errorf("fsck: %w", err)
+			return nil, err
 		}
 		for _, pre := range prefixes {
 			g.Go(func() error {
 				hexes, err := f.r.subdirs(gctx, root+"/"+alg+"/"+pre)
 				if err != nil {
-					return fmt.Errorf("fsck: %w", err)
+					return err
 				}
 				mu.Lock()
 				defer mu.Unlock()
@@ -688,4 +702,54 @@ func (f *fsck) verify(ctx context.Context) error {
 		})
 	}
 	return g.Wait()
+}
+
+// limitedDriver bounds the calls in flight to the capacity of sem (a Reader's stream is
+// not counted: only opening it).
+type limitedDriver struct {
+	driver.Driver
+	sem chan struct{}
+}
+
+func (l *limitedDriver) acquire(ctx context.Context) error {
+	select {
+	case l.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *limitedDriver) release() { <-l.sem }
+
+func (l *limitedDriver) Stat(ctx context.Context, p string) (driver.Info, error) {
+	if err := l.acquire(ctx); err != nil {
+		return driver.Info{}, err
+	}
+	defer l.release()
+	return l.Driver.Stat(ctx, p)
+}
+
+func (l *limitedDriver) Reader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
+	if err := l.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer l.release()
+	return l.Driver.Reader(ctx, p, offset, length)
+}
+
+func (l *limitedDriver) List(ctx context.Context, dir, after string, limit int) ([]driver.Info, error) {
+	if err := l.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer l.release()
+	return l.Driver.List(ctx, dir, after, limit)
+}
+
+func (l *limitedDriver) Delete(ctx context.Context, p string) error {
+	if err := l.acquire(ctx); err != nil {
+		return err
+	}
+	defer l.release()
+	return l.Driver.Delete(ctx, p)
 }

@@ -535,17 +535,8 @@ func parallel(n int, f func(i int) error) error {
 	return firstNonNil(errs)
 }
 
-// digestSet is a set of digests.
-type digestSet map[digest.Digest]bool
-
-func (s digestSet) sorted() []digest.Digest {
-	out := make([]digest.Digest, 0, len(s))
-	for d := range s {
-		out = append(out, d)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
+// gcSet is a set of digests.
+type gcSet map[digest.Digest]bool
 
 // isTouchedName parses the base name of a push marker.
 func isTouchedName(name string) (digest.Digest, bool) {

@@ -22,11 +22,11 @@ type repoMark struct {
 	// allTags lists every tag directory.
 	allTags []string
 	// revs are the manifests the repository holds (revision links).
-	revs digestSet
+	revs gcSet
 	// referrers maps a subject to the repository's manifests that name it.
 	referrers map[digest.Digest][]digest.Digest
 	// kept are the manifests kept in this repository.
-	kept digestSet
+	kept gcSet
 	// unknown is set when a kept manifest's references cannot be known: nothing of the
 	// repository is swept.
 	unknown bool
@@ -134,7 +134,7 @@ func batches(n int) int { return (n + sweepBatch - 1) / sweepBatch }
 
 // markRepo marks one repository.
 func (g *gcRun) markRepo(ctx context.Context, name string) (*repoMark, error) {
-	rm := &repoMark{name: name, tags: map[string]digest.Digest{}, kept: digestSet{}, referrers: map[digest.Digest][]digest.Digest{}}
+	rm := &repoMark{name: name, tags: map[string]digest.Digest{}, kept: gcSet{}, referrers: map[digest.Digest][]digest.Digest{}}
 	tags, err := g.r.subdirs(ctx, tagsDir(name))
 	if err != nil {
 		return nil, err
@@ -170,7 +170,7 @@ func (g *gcRun) markRepo(ctx context.Context, name string) (*repoMark, error) {
 		return nil, err
 	}
 	rm.relistCalls = g.c.n.Load() - before
-	rm.revs = digestSet{}
+	rm.revs = gcSet{}
 	for _, d := range revs {
 		rm.revs[d] = true
 	}
@@ -258,7 +258,7 @@ func (g *gcRun) markRepo(ctx context.Context, name string) (*repoMark, error) {
 	}); err != nil {
 		return nil, err
 	}
-	doomed := digestSet{}
+	doomed := gcSet{}
 	for i, d := range cands {
 		if del[i] {
 			doomed[d] = true
@@ -290,8 +290,8 @@ func (g *gcRun) keepRepo(rm *repoMark, links []digest.Digest) {
 }
 
 // neededBlobs returns the blobs the kept manifests of the repository reference.
-func (g *gcRun) neededBlobs(rm *repoMark) digestSet {
-	out := digestSet{}
+func (g *gcRun) neededBlobs(rm *repoMark) gcSet {
+	out := gcSet{}
 	for d := range rm.kept {
 		if e := g.refs[d]; e != nil {
 			for _, b := range e.refs.Blobs {
@@ -305,7 +305,7 @@ func (g *gcRun) neededBlobs(rm *repoMark) digestSet {
 // readRefs reads the references of every manifest of ds not read yet in this run.
 func (g *gcRun) readRefs(ctx context.Context, ds []digest.Digest) error {
 	var todo []digest.Digest
-	seen := digestSet{}
+	seen := gcSet{}
 	g.refsMu.Lock()
 	for _, d := range ds {
 		if _, ok := g.refs[d]; !ok && !seen[d] {

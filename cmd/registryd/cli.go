@@ -33,6 +33,9 @@ Usage:
                                           (the Helm chart's test; REGISTRYD_SELFTEST_USERNAME and _PASSWORD;
                                           -cert FILE -key FILE under mutual TLS)
   registryd sleep DURATION                wait, then exit 0 (the chart's preStop pause)
+  registryd migrate --from OLD.yml --to NEW.yml [--repos GLOB] [--concurrency N] [--dry-run]
+                                          copy every repository from one backend to another
+                                          (resumable, verified; see registryd migrate --help)
   registryd help                          print this help
 
 Without a file, the configuration is the defaults (filesystem storage under ./data,

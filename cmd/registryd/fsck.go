@@ -134,7 +134,7 @@ func runFsck(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 	start := time.Now()
 	sum, err := reg.Fsck(ctx, flags.opts)
 	if err != nil {
-		fmt.Fprintln(stderr, "registryd: fsck aborted:", err)
+		fmt.Fprintf(stderr, "registryd: %v (run aborted)\n", err)
 		return fsckError
 	}
 	if flags.json {

@@ -7,6 +7,7 @@
 //	registryd fsck [-c FILE | FILE] [flags]  check the stored registry, repair what is safe (exit 0/1/2)
 //	registryd selftest [-insecure] URL       push and pull a blob through a running registry (helm test)
 //	registryd sleep DURATION                 wait (the Helm chart's preStop pause; the image has no shell)
+//	registryd migrate --from OLD --to NEW    copy every repository from one backend to another
 //
 // Exit status: 0 on success, 1 on a runtime failure (including a drain that timed out),
 // 2 on a command-line mistake or an invalid configuration.
@@ -33,7 +34,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/registryd/registryd/config"
-	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/handlers"
 	"github.com/registryd/registryd/storage"
 )
@@ -118,8 +118,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return commandStatus(stderr, runSleep(ctx, args))
 	case "fsck":
 		return runFsck(ctx, args, environ, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, args, environ, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, gc, version, fsck, selftest, sleep or help)\n", cmd)
+		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, gc, version, fsck, migrate, selftest, sleep or help)\n", cmd)
 		return exitUsage
 	}
 }
@@ -169,16 +171,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	d, err := openDriver(ctx, cfg)
+	d, err := openStorage(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	if cfg.Log.Level == "debug" {
-		d = driver.WithLogging(d, log)
-	}
-	d = driver.WithRetry(d, retryPolicy(cfg.Storage.Retry))
 	eff := effectiveSettings(ctx, cfg, d)
-	secret := []byte(cfg.HTTP.Secret)
+	secret := signingKey(cfg.HTTP.Secret)
 	if len(secret) == 0 {
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret)
@@ -213,6 +211,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		AbsoluteURLs:     cfg.HTTP.AbsoluteURLs(),
 		Host:             cfg.HTTP.HostURL(),
 		Readiness:        ready,
+		NoAccessLog:      cfg.Log.AccessLog.Disabled,
+		Prefix:           strings.TrimSuffix(cfg.HTTP.Prefix, "/"),
 	})
 	if err != nil {
 		return err

@@ -88,9 +88,10 @@ func (d *Driver) locked(ctx context.Context, p string, fn func() error) error {
 }
 
 // PutIf implements driver.Driver (see the comment on lockDir for how the condition is made
-// atomic across processes). The version it returns is the new file's: its inode is
-// fresh (the file was created while the object it replaces still held its own), so the
-// version changes on every PutIf.
+// atomic across processes). The version it returns is the new file's: its inode differs
+// from the replaced object's (the file was created while that one still held its own)
+// and its modification time is taken from the nanosecond clock, so the version changes
+// on every PutIf.
 func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
 	if err := driver.CheckCall(ctx, "putif", p); err != nil {
 		return "", err
@@ -104,6 +105,13 @@ func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, i
 		return "", classify("putif", p, err)
 	}
 	defer os.Remove(tmp) // a no-op once renamed; after a link it drops the second name
+	// A modification time from the fine-grained clock (file systems stamp writes with a
+	// coarse one, ticking every few milliseconds): should the new file reuse the inode of
+	// an object replaced moments ago, with the same size, its version still differs.
+	now := time.Now()
+	if err := os.Chtimes(tmp, now, now); err != nil {
+		return "", classify("putif", p, err)
+	}
 	fi, err := os.Stat(tmp)
 	if err != nil {
 		return "", classify("putif", p, err)

@@ -86,6 +86,7 @@ type Driver struct {
 	copyThreshold int64
 	copyChunk     int64
 	storageClass  types.StorageClass
+	acl           types.ObjectCannedACL
 	sse           types.ServerSideEncryption
 	kmsKeyID      string
 	// checksums is false when Options.DisableChecksums: no CRC32 on parts.
@@ -129,6 +130,14 @@ type Options struct {
 	// KMSKeyID, when set, asks for SSE-KMS with this key instead (Encrypt is then
 	// implied).
 	KMSKeyID string
+	// ACL is the canned ACL sent with every object written (PutObject, multipart uploads
+	// and copies). Default "": none is sent and the bucket's default applies (buckets with
+	// ACLs disabled refuse most ACLs).
+	ACL types.ObjectCannedACL
+	// PresignEndpoint, when set, is the scheme://host[:port] that signed URLs point to
+	// instead of the client's endpoint (a public name for an in-cluster store). Default "":
+	// the client's endpoint.
+	PresignEndpoint string
 	// DisableChecksums turns off the CRC32 checksums of requests and responses (for
 	// S3-compatible stores without them). Default: checksums on.
 	DisableChecksums bool
@@ -187,6 +196,7 @@ func New(client *s3.Client, bucket string, opts Options) (*Driver, error) {
 		copyThreshold: cmp.Or(opts.CopyThreshold, defaultCopyThreshold),
 		copyChunk:     cmp.Or(opts.CopyChunkSize, defaultCopyChunk),
 		storageClass:  opts.StorageClass,
+		acl:           opts.ACL,
 		checksums:     !opts.DisableChecksums,
 		budgetSize:    cmp.Or(opts.MemoryBudget, defaultMemoryBudget),
 	}
@@ -235,7 +245,11 @@ func New(client *s3.Client, bucket string, opts Options) (*Driver, error) {
 		so.Retryer = standardRetryer(1, policy)
 		so.RetryMaxAttempts = 0 // the retryer's 1, not the configuration's
 	})
-	d.presign = s3.NewPresignClient(d.client)
+	d.presign = s3.NewPresignClient(d.client, func(po *s3.PresignOptions) {
+		if ep := opts.PresignEndpoint; ep != "" {
+			po.ClientOptions = append(po.ClientOptions, func(o *s3.Options) { o.BaseEndpoint = aws.String(ep) })
+		}
+	})
 	return d, nil
 }
 
@@ -453,6 +467,7 @@ func (d *Driver) putObjectInput(key string, b []byte, data bool, meta []string) 
 		ContentLength: aws.Int64(int64(len(b))),
 	}
 	d.encryption(&in.ServerSideEncryption, &in.SSEKMSKeyId)
+	in.ACL = d.acl
 	if data {
 		in.StorageClass = d.storageClass
 	}
