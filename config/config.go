@@ -134,6 +134,8 @@ type Storage struct {
 	Redirect    Redirect    `yaml:"redirect"`
 	Maintenance Maintenance `yaml:"maintenance"`
 	Retry       Retry       `yaml:"retry"`
+	// GC configures online garbage collection and retention (see config/gc.go).
+	GC GC `yaml:"gc"`
 }
 
 // Delete enables DELETE of manifests, tags and blobs (default off, as in Distribution).
@@ -412,6 +414,7 @@ func (c *Config) applyDefaults() {
 	if fs := c.Storage.Filesystem; fs != nil && fs.RootDirectory == "" {
 		fs.RootDirectory = "./data"
 	}
+	c.Storage.GC.applyDefaults()
 }
 
 // Backend limits checked at start-up, so that a setting a backend would refuse fails here
@@ -492,6 +495,7 @@ func (c *Config) Validate() error {
 	}
 	v.add(c.HTTP.validateTLS())
 	v.add(c.Auth.validate())
+	v.add(c.Storage.GC.validate())
 	v.add(c.validateDistribution())
 	if s := c.Storage.S3; s != nil {
 		s.validate(v)

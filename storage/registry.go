@@ -32,6 +32,11 @@ type Options struct {
 	// AllowSparse accepts manifests whose layers or index children are missing from the
 	// repository (the config blob is still required).
 	AllowSparse bool
+	// TouchOnHead makes a blob HEAD that finds the blob write its garbage collection push
+	// marker, so a blob a pusher found is not swept before its manifest is pushed (see
+	// gc_protect.go). Worth it where a collector runs; without it such a push may fail
+	// with MANIFEST_BLOB_UNKNOWN (and is retried by the client with an upload).
+	TouchOnHead bool
 	// Logger receives warnings about best-effort clean-up failures (default: discard).
 	Logger *slog.Logger
 }

@@ -172,15 +172,15 @@ func (r *Registry) FinishUpload(ctx context.Context, u *Upload, start int64, bod
 			}
 			return nil
 		}
-		b, err := r.storeVerified(ctx, body, want, known)
+		b, stored, err := r.storeVerified(ctx, body, want, known)
 		if regerr.Of(err, regerr.DigestInvalid) {
 			r.cleanupUpload(ctx, u)
 		}
 		if err != nil {
 			return BlobInfo{}, err
 		}
-		if err := r.putLink(ctx, layerLinkPath(u.Repo, want), want); err != nil {
-			return BlobInfo{}, fmt.Errorf("link blob: %w", err)
+		if err := r.linkBlob(ctx, u.Repo, want, stored); err != nil {
+			return BlobInfo{}, err
 		}
 		r.cleanupUpload(ctx, u)
 		return b, nil
@@ -238,7 +238,7 @@ func (r *Registry) finishCommitted(ctx context.Context, u *Upload, want digest.D
 		if err != nil {
 			return BlobInfo{}, false, fmt.Errorf("stat blob: %w", err)
 		}
-		b, err := r.linkUpload(ctx, u, want, fi.Size)
+		b, err := r.linkUpload(ctx, u, want, fi.Size, true)
 		return b, err == nil, err
 	}
 	if err != nil {
@@ -251,22 +251,23 @@ func (r *Registry) finishCommitted(ctx context.Context, u *Upload, want digest.D
 	if got != want {
 		return BlobInfo{}, false, nil
 	}
-	if err := r.moveToContentAddress(ctx, u, want, fi.Size); err != nil {
+	stored, err := r.moveToContentAddress(ctx, u, want, fi.Size)
+	if err != nil {
 		return BlobInfo{}, false, err
 	}
-	b, err = r.linkUpload(ctx, u, want, fi.Size)
+	b, err = r.linkUpload(ctx, u, want, fi.Size, stored)
 	return b, err == nil, err
 }
 
 // PutBlob stores a whole blob sent in one request whose digest the client declared up
 // front (POST ?digest=) and links it into repo. See storeVerified.
 func (r *Registry) PutBlob(ctx context.Context, repo string, body io.Reader, want digest.Digest) (BlobInfo, error) {
-	b, err := r.storeVerified(ctx, body, want, nil)
+	b, stored, err := r.storeVerified(ctx, body, want, nil)
 	if err != nil {
 		return BlobInfo{}, err
 	}
-	if err := r.putLink(ctx, layerLinkPath(repo, want), want); err != nil {
-		return BlobInfo{}, fmt.Errorf("link blob: %w", err)
+	if err := r.linkBlob(ctx, repo, want, stored); err != nil {
+		return BlobInfo{}, err
 	}
 	return b, nil
 }
@@ -278,26 +279,26 @@ func (r *Registry) PutBlob(ctx context.Context, repo string, body io.Reader, wan
 // mismatch is DIGEST_INVALID and leaves the store untouched; so does a failure of the
 // client or the backend while streaming (the writer is aborted). known, when not nil, is
 // waited for (while the blob is looked up) before the body is read: its error is returned
-// as it is.
-func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want digest.Digest, known func() error) (BlobInfo, error) {
+// as it is. stored reports that the blob was stored already (nothing was written).
+func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want digest.Digest, known func() error) (b BlobInfo, stored bool, err error) {
 	p := blobDataPath(want)
 	stat := r.statAsync(ctx, p)
 	if known != nil {
 		if err := known(); err != nil {
-			return BlobInfo{}, err
+			return BlobInfo{}, false, err
 		}
 	}
 	fi, err := stat()
 	exists := err == nil
 	if err != nil && !errors.Is(err, driver.ErrNotFound) {
-		return BlobInfo{}, fmt.Errorf("stat blob: %w", err)
+		return BlobInfo{}, false, fmt.Errorf("stat blob: %w", err)
 	}
 	v := want.Algorithm().Digester()
 	var dst io.Writer = struct{ io.Writer }{io.Discard} // not io.Discard's small-buffer ReadFrom
 	var w driver.Writer
 	if !exists {
 		if w, err = r.d.Writer(ctx, p, nil); err != nil {
-			return BlobInfo{}, fmt.Errorf("start blob writer: %w", err)
+			return BlobInfo{}, false, fmt.Errorf("start blob writer: %w", err)
 		}
 		dst = w
 	}
@@ -310,30 +311,30 @@ func (r *Registry) storeVerified(ctx context.Context, body io.Reader, want diges
 	if body != nil {
 		if n, err = io.CopyBuffer(dst, io.TeeReader(body, v.Hash()), make([]byte, 256<<10)); err != nil {
 			abort()
-			return BlobInfo{}, fmt.Errorf("write blob: %w", err)
+			return BlobInfo{}, false, fmt.Errorf("write blob: %w", err)
 		}
 	}
 	if got := v.Digest(); got != want {
 		abort()
-		return BlobInfo{}, regerr.DigestInvalid.WithDetail(map[string]string{"digest": want.String(), "computed": got.String()})
+		return BlobInfo{}, false, regerr.DigestInvalid.WithDetail(map[string]string{"digest": want.String(), "computed": got.String()})
 	}
 	if exists {
 		if fi.Size != n {
-			return BlobInfo{}, fmt.Errorf("stored blob %s holds %d bytes, its content has %d", want, fi.Size, n)
+			return BlobInfo{}, false, fmt.Errorf("stored blob %s holds %d bytes, its content has %d", want, fi.Size, n)
 		}
-		return BlobInfo{Digest: want, Size: n}, nil
+		return BlobInfo{Digest: want, Size: n}, true, nil
 	}
 	version, err := driver.CommitTo(ctx, r.d, w, p, p)
 	if err != nil {
 		// A concurrent upload of the same content may have committed first (on Azure that
 		// discards this session's blocks): the blob is there all the same.
 		if fi, serr := r.d.Stat(ctx, p); serr == nil && fi.Size == n {
-			return BlobInfo{Digest: want, Size: n}, nil
+			return BlobInfo{Digest: want, Size: n}, false, nil
 		}
-		return BlobInfo{}, fmt.Errorf("commit blob: %w", err)
+		return BlobInfo{}, false, fmt.Errorf("commit blob: %w", err)
 	}
 	r.noteWritten(ctx, want, version)
-	return BlobInfo{Digest: want, Size: n}, nil
+	return BlobInfo{Digest: want, Size: n}, false, nil
 }
 
 func (r *Registry) finish(ctx context.Context, u *Upload, w driver.Writer, h hash.Hash, body io.Reader, want digest.Digest,
@@ -353,10 +354,11 @@ func (r *Registry) finish(ctx context.Context, u *Upload, w driver.Writer, h has
 		// Steps 2 and 3 in one: the verified session is committed straight at its content
 		// address (drivers that can put or compose it there; the others commit and copy),
 		// or discarded when an identical blob is already there.
-		if err := r.commitToContentAddress(ctx, u, w, want, size, stored); err != nil {
+		existed, err := r.commitToContentAddress(ctx, u, w, want, size, stored)
+		if err != nil {
 			return BlobInfo{}, err
 		}
-		return r.linkUpload(ctx, u, want, size)
+		return r.linkUpload(ctx, u, want, size, existed)
 	}
 	// Other algorithms: step 2, commit the backend session at the upload path; step 1,
 	// validate by reading the uploaded bytes back.
@@ -373,18 +375,20 @@ func (r *Registry) finish(ctx context.Context, u *Upload, w driver.Writer, h has
 		return BlobInfo{}, regerr.DigestInvalid.WithDetail(map[string]string{"digest": want.String(), "computed": got.String()})
 	}
 	// Step 3, move to the content address unless an identical blob is already there.
-	if err := r.moveToContentAddress(ctx, u, want, size); err != nil {
+	existed, err := r.moveToContentAddress(ctx, u, want, size)
+	if err != nil {
 		return BlobInfo{}, err
 	}
-	return r.linkUpload(ctx, u, want, size)
+	return r.linkUpload(ctx, u, want, size, existed)
 }
 
 // linkUpload runs the last steps of a finished upload whose blob is at its content
 // address: step 4 links it into the repository, step 5 removes the upload's objects
-// (best effort: leftovers are harmless).
-func (r *Registry) linkUpload(ctx context.Context, u *Upload, want digest.Digest, size int64) (BlobInfo, error) {
-	if err := r.putLink(ctx, layerLinkPath(u.Repo, want), want); err != nil {
-		return BlobInfo{}, fmt.Errorf("link blob: %w", err)
+// (best effort: leftovers are harmless). stored says the blob was stored before the
+// upload (see linkBlob).
+func (r *Registry) linkUpload(ctx context.Context, u *Upload, want digest.Digest, size int64, stored bool) (BlobInfo, error) {
+	if err := r.linkBlob(ctx, u.Repo, want, stored); err != nil {
+		return BlobInfo{}, err
 	}
 	r.cleanupUpload(ctx, u)
 	return BlobInfo{Digest: want, Size: size}, nil
@@ -393,40 +397,42 @@ func (r *Registry) linkUpload(ctx context.Context, u *Upload, want digest.Digest
 // commitToContentAddress ends the verified session w of upload u: discarded when the
 // blob d is already stored with the same size (stored is the outcome of a Stat of d's
 // content address, started when the request began), else committed at d's content
-// address.
+// address. existed reports the first case.
 func (r *Registry) commitToContentAddress(ctx context.Context, u *Upload, w driver.Writer, d digest.Digest, size int64,
-	stored func() (driver.Info, error)) error {
+	stored func() (driver.Info, error)) (existed bool, err error) {
 	fi, err := stored()
 	if err != nil && !errors.Is(err, driver.ErrNotFound) {
-		return fmt.Errorf("stat blob: %w", err)
+		return false, fmt.Errorf("stat blob: %w", err)
 	}
 	if err == nil && fi.Size == size {
 		if err := w.Abort(ctx); err != nil {
-			return fmt.Errorf("discard upload of a stored blob: %w", err)
+			return false, fmt.Errorf("discard upload of a stored blob: %w", err)
 		}
-		return nil
+		return true, nil
 	}
 	version, err := driver.CommitTo(ctx, r.d, w, uploadDataPath(u.Repo, u.ID), blobDataPath(d))
 	if err != nil {
-		return fmt.Errorf("commit upload to content address: %w", err)
+		return false, fmt.Errorf("commit upload to content address: %w", err)
 	}
 	r.noteWritten(ctx, d, version)
-	return nil
+	return false, nil
 }
 
-func (r *Registry) moveToContentAddress(ctx context.Context, u *Upload, d digest.Digest, size int64) error {
+// moveToContentAddress copies the committed upload to d's content address unless an
+// identical blob is there already (existed).
+func (r *Registry) moveToContentAddress(ctx context.Context, u *Upload, d digest.Digest, size int64) (existed bool, err error) {
 	fi, err := r.d.Stat(ctx, blobDataPath(d))
 	if err == nil && fi.Size == size {
-		return nil
+		return true, nil
 	}
 	if err != nil && !errors.Is(err, driver.ErrNotFound) {
-		return fmt.Errorf("stat blob: %w", err)
+		return false, fmt.Errorf("stat blob: %w", err)
 	}
 	if err := r.d.Copy(ctx, uploadDataPath(u.Repo, u.ID), blobDataPath(d)); err != nil {
-		return fmt.Errorf("move upload to content address: %w", err)
+		return false, fmt.Errorf("move upload to content address: %w", err)
 	}
 	r.noteWritten(ctx, d, "")
-	return nil
+	return false, nil
 }
 
 func (r *Registry) hashObject(ctx context.Context, p string, alg digest.Algorithm) (digest.Digest, error) {

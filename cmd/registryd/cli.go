@@ -24,6 +24,8 @@ const usage = `registryd: an OCI Distribution v1.1 registry over object storage.
 Usage:
   registryd [serve] [-c FILE | FILE]      serve the registry (the default command)
   registryd config check [-c FILE | FILE] validate the configuration and print it, secrets masked
+  registryd gc [--dry-run] [--plan FILE] [-c FILE | FILE]
+                                          run one garbage collection now (see registryd gc --help)
   registryd version                       print the version and build information
   registryd fsck [-c FILE | FILE] [flags] check the stored registry; --repair what is safe
                                           (exit status 0 clean, 1 findings, 2 error)

@@ -2,6 +2,7 @@
 //
 //	registryd [serve] [-c FILE | FILE]       serve the registry (no file: filesystem under ./data, :5000)
 //	registryd config check [-c FILE | FILE]  validate the configuration, print it with secrets masked
+//	registryd gc [--dry-run] [--plan FILE] [-c FILE | FILE]  run one garbage collection now
 //	registryd version                        print the version and build information
 //	registryd fsck [-c FILE | FILE] [flags]  check the stored registry, repair what is safe (exit 0/1/2)
 //	registryd selftest [-insecure] URL       push and pull a blob through a running registry (helm test)
@@ -109,6 +110,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return exitFailure
 		}
 		return exitOK
+	case "gc":
+		return runGCCommand(ctx, args, environ, stdout, stderr)
 	case "selftest":
 		return commandStatus(stderr, runSelftest(ctx, args, stdout, os.Getenv))
 	case "sleep":
@@ -118,7 +121,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	case "migrate":
 		return runMigrate(ctx, args, environ, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, version, fsck, migrate, selftest, sleep or help)\n", cmd)
+		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, gc, version, fsck, migrate, selftest, sleep or help)\n", cmd)
 		return exitUsage
 	}
 }
@@ -183,6 +186,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Redirect:       eff.redirect,
 		RedirectExpiry: cfg.Storage.Redirect.Expiry,
 		AllowSparse:    cfg.Validation.Manifests.AllowSparse,
+		TouchOnHead:    cfg.Storage.GC.Enabled && !cfg.Storage.Maintenance.ReadOnly.Enabled,
 		Logger:         log,
 	})
 	if err != nil {
@@ -242,6 +246,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		purgeUploads(purgeCtx, reg, cfg, log)
 	}()
 	defer func() { stopPurging(); <-purged }()
+	gcMetrics, err := newGCMetrics(metrics)
+	if err != nil {
+		return err
+	}
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		collectGarbage(purgeCtx, reg, cfg, log, gcMetrics)
+	}()
+	defer func() { stopPurging(); <-collected }()
 	select {
 	case err := <-errc:
 		return err
