@@ -84,8 +84,9 @@ func configFile(t *testing.T, storageYAML string) string {
 }
 
 // fsTree maps every object file under root's layout to its bytes, leaving out what is
-// transient or private to one server: uploads in flight, readiness probes, and writer
-// sessions and temporary files (names with "~").
+// transient or private to one server: uploads in flight, readiness probes, garbage
+// collection's lease, plan and push markers (_gc, not migrated), and writer sessions and
+// temporary files (names with "~").
 func fsTree(t *testing.T, root string) map[string]string {
 	t.Helper()
 	base := filepath.Join(root, "docker", "registry", "v2")
@@ -98,7 +99,7 @@ func fsTree(t *testing.T, root string) map[string]string {
 			return err
 		}
 		if d.IsDir() {
-			if d.Name() == "_uploads" || d.Name() == "_health" {
+			if d.Name() == "_uploads" || d.Name() == "_health" || d.Name() == "_gc" {
 				return fs.SkipDir
 			}
 			return nil
