@@ -60,7 +60,9 @@ func (p RetryPolicy) Do(ctx context.Context, f func(attempt int) error) error {
 			return err
 		}
 		ended := func() error {
-			return fmt.Errorf("%w: %w (after %d attempts, last: %v)", errRetryEnded, ctx.Err(), attempt, err)
+			// The last failure is context: the call ended because ctx did, and must not
+			// read as that failure (as ErrUnavailable, say).
+			return fmt.Errorf("%w: %w (after %d attempts, last: %v)", errRetryEnded, ctx.Err(), attempt, err) //nolint:errorlint // see above
 		}
 		if ctx.Err() != nil {
 			return ended()
@@ -198,13 +200,13 @@ func (r *retryDriver) Put(ctx context.Context, path string, body io.Reader, size
 		if attempt > 1 {
 			if _, err := s.Seek(start, io.SeekStart); err != nil {
 				rewindErr = err
-				return nil // stop retrying; reported below
+				return nil //nolint:nilerr // ends the retries; rewindErr is reported below
 			}
 		}
 		return r.Driver.Put(ctx, path, body, size)
 	})
 	if rewindErr != nil {
-		return &PathError{Op: "put", Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %v", ErrUnavailable, rewindErr)}
+		return &PathError{Op: "put", Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %w", ErrUnavailable, rewindErr)}
 	}
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 
@@ -234,7 +235,7 @@ const hashedBuffers = 4
 // goroutine so that hashing one buffer overlaps reading and writing the next (on a busy
 // machine the two run on different cores). first is one of the buffers it uses. It
 // returns once h holds every byte copied, with io.ErrUnexpectedEOF if src ends early.
-func hashedCopy(w io.Writer, src io.Reader, h io.Writer, n int64, first []byte) (int64, error) {
+func hashedCopy(w io.Writer, src io.Reader, h hash.Hash, n int64, first []byte) (int64, error) {
 	free := make(chan []byte, hashedBuffers)
 	free <- first
 	for range hashedBuffers - 1 {

@@ -365,7 +365,7 @@ func TestWithPath(t *testing.T) {
 		t.Error("nil wrapped")
 	}
 	once := WithPath("write", "p", driver.ErrUnavailable)
-	if twice := WithPath("commit", "q", once); twice != once {
+	if twice := WithPath("commit", "q", once); twice != once { //nolint:errorlint // the very same value must come back
 		t.Errorf("wrapped again: %v", twice)
 	}
 	pe, ok := errors.AsType[*driver.PathError](Errorf("state", "p", "%w: %d", driver.ErrNotFound, 3))
