@@ -393,8 +393,11 @@ func fxPullVerified(r name.Reference, want map[string]bool) error {
 		h := sha256.New()
 		_, err = io.Copy(h, rc)
 		rc.Close()
-		if err != nil || "sha256:"+hex.EncodeToString(h.Sum(nil)) != ld.String() {
+		if err != nil {
 			return fmt.Errorf("layer %s: %w", ld, err)
+		}
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != ld.String() {
+			return fmt.Errorf("layer %s: the pulled bytes hash to %s", ld, got)
 		}
 	}
 	return nil
