@@ -40,9 +40,11 @@ type TokenOptions struct {
 	Leeway time.Duration
 }
 
-// Limits on what a token may be, checked before anything is decoded.
+// Limits on what a token may be, checked before anything is decoded. 64 KiB holds the
+// access claims of token servers that grant hundreds of repositories in one token (CI
+// jobs of a whole group); the HTTP server's header limit (1 MiB) bounds the rest.
 const (
-	maxTokenBytes = 8 << 10
+	maxTokenBytes = 64 << 10
 	minRSABits    = 2048
 )
 

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -189,5 +190,37 @@ func TestTokenKeyFiles(t *testing.T) {
 	if _, err := New(Options{Token: &TokenOptions{Realm: "r", Service: "s", Issuer: "i", RootCertBundle: notPEM}}); err == nil ||
 		!strings.Contains(err.Error(), notPEM) {
 		t.Errorf("bundle without certificates: %v", err)
+	}
+}
+
+// TestTokenSize: a token granting hundreds of repositories (well over 8 KiB) verifies; one
+// over the limit is refused before it is decoded.
+func TestTokenSize(t *testing.T) {
+	key := genKey(t)
+	v, err := newTokenVerifier(TokenOptions{Realm: "r", Service: "svc", Issuer: "iss", RootCertBundle: writePEM(t, certificate(t, key, nil, nil, true))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	token := func(repos int) string {
+		var access []map[string]any
+		for i := range repos {
+			access = append(access, map[string]any{"type": "repository", "name": fmt.Sprintf("group/project-%04d/image", i), "actions": []string{"pull", "push"}})
+		}
+		return sign(t, key, map[string]any{"alg": "ES256"}, map[string]any{"iss": "iss", "aud": "svc", "sub": "ci", "exp": now.Add(time.Minute).Unix(), "access": access})
+	}
+	big := token(300)
+	if len(big) < 16<<10 {
+		t.Fatalf("token of %d bytes, want over 16 KiB", len(big))
+	}
+	id, err := v.verify(big, now)
+	if err != nil {
+		t.Fatalf("a %d-byte token: %v", len(big), err)
+	}
+	if !id.granted("repository", "group/project-0299/image", "push") {
+		t.Error("the last grant of a big token is lost")
+	}
+	if _, err := v.verify(token(1500), now); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("a token over %d bytes: %v, want refused for its size", maxTokenBytes, err)
 	}
 }

@@ -26,7 +26,8 @@ Usage:
   registryd config check [-c FILE | FILE] validate the configuration and print it, secrets masked
   registryd version                       print the version and build information
   registryd selftest [-insecure] URL      push and pull a blob through a running registry
-                                          (the Helm chart's test; REGISTRYD_SELFTEST_USERNAME and _PASSWORD)
+                                          (the Helm chart's test; REGISTRYD_SELFTEST_USERNAME and _PASSWORD;
+                                          -cert FILE -key FILE under mutual TLS)
   registryd sleep DURATION                wait, then exit 0 (the chart's preStop pause)
   registryd help                          print this help
 

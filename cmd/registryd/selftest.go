@@ -31,11 +31,16 @@ func runSelftest(ctx context.Context, args []string, stdout io.Writer, environ f
 	insecure := fs.Bool("insecure", false, "do not verify the registry's TLS certificate")
 	repo := fs.String("repo", "registryd-selftest/blob", "repository to push to")
 	timeout := fs.Duration("timeout", 2*time.Minute, "overall time limit")
+	certFile := fs.String("cert", "", "PEM client certificate to present (mutual TLS; with -key)")
+	keyFile := fs.String("key", "", "PEM key of the -cert certificate")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: registryd selftest [-insecure] [-repo NAME] URL")
+		return errors.New("usage: registryd selftest [-insecure] [-cert FILE -key FILE] [-repo NAME] URL")
+	}
+	if (*certFile == "") != (*keyFile == "") {
+		return errors.New("selftest: -cert and -key go together")
 	}
 	base, err := url.Parse(strings.TrimSuffix(fs.Arg(0), "/"))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
@@ -44,8 +49,13 @@ func runSelftest(ctx context.Context, args []string, stdout io.Writer, environ f
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if *insecure {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with -insecure
+	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: *insecure} //nolint:gosec // asked for with -insecure
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("selftest: client certificate: %w", err)
+		}
+		tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
 	}
 	c := &selftestClient{
 		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return nil }},

@@ -344,3 +344,104 @@ func waitListening(t *testing.T, addr string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestClientCAsReloaded swaps the http.tls.clientcas file under a serving listener: a
+// client of the new CA is accepted, one of the old CA refused, without a restart; a
+// broken file keeps the last good pool.
+func TestClientCAsReloaded(t *testing.T) {
+	ca := testenv.NewCA(t, "server CA")
+	oldCA, newCA := testenv.NewCA(t, "old client CA"), testenv.NewCA(t, "new client CA")
+	dir := t.TempDir()
+	cert, key := ca.Server(t, "server", "127.0.0.1").WriteFiles(t, dir, "tls.crt", "tls.key")
+	caFile := filepath.Join(dir, "clientca.pem")
+	if err := os.WriteFile(caFile, oldCA.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := newTLSConfig(config.HTTP{TLS: config.TLS{Certificate: cert, Key: key, ClientCAs: []string{caFile}}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{TLSConfig: tc, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = serveListener(srv, l) }()
+	t.Cleanup(func() { srv.Close() })
+
+	accepted := func(kp testenv.KeyPair) bool {
+		tlsc := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{kp.TLS(t)}}
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsc, DisableKeepAlives: true}}
+		resp, err := client.Get("https://" + l.Addr().String() + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	oldClient, newClient := oldCA.Client(t, "old"), newCA.Client(t, "new")
+	if !accepted(oldClient) || accepted(newClient) {
+		t.Fatal("before the swap: want the old CA's client accepted and the new CA's refused")
+	}
+	if err := os.WriteFile(caFile, newCA.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !accepted(newClient) {
+		if time.Now().After(deadline) {
+			t.Fatal("the new CA's client is still refused after the swap")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if accepted(oldClient) {
+		t.Error("after the swap the old CA's client is still accepted")
+	}
+	if err := os.WriteFile(caFile, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * certCheckInterval)
+	if !accepted(newClient) || accepted(oldClient) {
+		t.Error("a broken client CA file: want the last good pool kept")
+	}
+}
+
+// TestSelftestMutualTLS runs the self-test (the chart's helm test) against registryd under
+// mutual TLS: with -cert/-key it pushes and pulls; without them it fails.
+func TestSelftestMutualTLS(t *testing.T) {
+	ca, clientCA := testenv.NewCA(t, "test CA"), testenv.NewCA(t, "client CA")
+	dir := t.TempDir()
+	cert, key := ca.Server(t, "server", "127.0.0.1").WriteFiles(t, dir, "tls.crt", "tls.key")
+	clientCert, clientKey := clientCA.Client(t, "selftest").WriteFiles(t, dir, "client.crt", "client.key")
+	clientCAFile := filepath.Join(dir, "clientca.pem")
+	if err := os.WriteFile(clientCAFile, clientCA.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cfg, err := config.Load(nil, []string{"REGISTRY_STORAGE_INMEMORY=", "REGISTRY_HTTP_ADDR=" + addr,
+		"REGISTRY_HTTP_TLS_CERTIFICATE=" + cert, "REGISTRY_HTTP_TLS_KEY=" + key,
+		"REGISTRY_HTTP_TLS_CLIENTCAS=" + clientCAFile, "REGISTRY_HTTP_SECRET=0123456789abcdef0123"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	waitListening(t, addr)
+	noEnv := func(string) string { return "" }
+	var out strings.Builder
+	if err := runSelftest(ctx, []string{"-insecure", "-cert", clientCert, "-key", clientKey, "https://" + addr}, &out, noEnv); err != nil {
+		t.Fatalf("selftest with a client certificate: %v", err)
+	}
+	if err := runSelftest(ctx, []string{"-insecure", "-timeout", "10s", "https://" + addr}, &out, noEnv); err == nil {
+		t.Error("selftest without a client certificate passed under mutual TLS")
+	}
+	if err := runSelftest(ctx, []string{"-insecure", "-cert", clientCert, "https://" + addr}, &out, noEnv); err == nil {
+		t.Error("selftest with -cert but no -key passed")
+	}
+}

@@ -229,6 +229,45 @@ func TestChartRendering(t *testing.T) {
 		}
 	})
 
+	t.Run("the helm test pod under auth and mutual TLS", func(t *testing.T) {
+		token := []string{"--set", "auth.token.enabled=true", "--set", "auth.token.realm=https://auth.example.com/token",
+			"--set", "auth.token.service=registry", "--set", "auth.token.issuer=issuer", "--set", "auth.token.existingSecret=issuer"}
+		mtls := []string{"--set", "tls.enabled=true", "--set", "tls.secretName=tls", "--set", "tls.clientCASecret=clientca"}
+		users := []string{"--set", "auth.htpasswd.enabled=true", "--set", "auth.htpasswd.users[0].username=ci", "--set", "auth.htpasswd.users[0].password=pw"}
+		for _, tc := range []struct {
+			name     string
+			args     []string
+			wantPod  bool
+			wantCred string // secret/key of the username, "" for none
+			wantCert bool
+		}{
+			{"no auth", nil, true, "", false},
+			{"htpasswd users", users, true, "r-registryd-test/username", false},
+			{"htpasswd users, own credentials", append(users, "--set", "tests.credentialsSecret=mine"), true, "mine/username", false},
+			{"token without credentials", token, false, "", false},
+			{"token with credentials", append(token, "--set", "tests.credentialsSecret=mine"), true, "mine/username", false},
+			{"mutual TLS without a client certificate", mtls, false, "", false},
+			{"mutual TLS with a client certificate", append(mtls, "--set", "tests.clientCertSecret=client"), true, "", true},
+		} {
+			objs := render(t, helm, append([]string{"--set", "auth.htpasswd.realm=r"}, tc.args...)...)
+			if has(objs, "Pod") != tc.wantPod {
+				t.Errorf("%s: test pod rendered = %v, want %v", tc.name, has(objs, "Pod"), tc.wantPod)
+				continue
+			}
+			if !tc.wantPod {
+				continue
+			}
+			c := get(find(t, objs, "Pod", "r-registryd-test"), "spec", "containers", 0)
+			if got := envNames(c)["REGISTRYD_SELFTEST_USERNAME"]; got != tc.wantCred {
+				t.Errorf("%s: username from %q, want %q", tc.name, got, tc.wantCred)
+			}
+			args := strings.Join(toStrings(get(c, "args")), " ")
+			if strings.Contains(args, "-cert=") != tc.wantCert || (get(c, "volumeMounts") != nil) != tc.wantCert {
+				t.Errorf("%s: args %q, mounts %v; want a client certificate: %v", tc.name, args, get(c, "volumeMounts"), tc.wantCert)
+			}
+		}
+	})
+
 	t.Run("filesystem: hardening, probes, metrics apart, shutdown timing", func(t *testing.T) {
 		objs := render(t, helm, "-f", ex["filesystem"])
 		dep := find(t, objs, "Deployment", "r-registryd")

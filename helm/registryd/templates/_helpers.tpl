@@ -275,3 +275,17 @@ and an unchanged release does not roll its pods.
 {{- .Values.serviceAccount.automountToken }}
 {{- end }}
 {{- end }}
+
+{{/*
+"true" when the helm test pod can pass: tests are on, it has credentials whenever auth is on
+(tests.credentialsSecret, or the first of auth.htpasswd.users), and a client certificate
+whenever mutual TLS is on (tests.clientCertSecret). Else empty, and NOTES says why.
+*/}}
+{{- define "registryd.testRunnable" -}}
+{{- $a := .Values.auth }}
+{{- $t := .Values.tests }}
+{{- $needCreds := or $a.htpasswd.enabled $a.token.enabled }}
+{{- $haveCreds := or $t.credentialsSecret (and $a.htpasswd.enabled $a.htpasswd.users (not $a.token.enabled)) }}
+{{- $needCert := and .Values.tls.enabled .Values.tls.clientCASecret }}
+{{- if and $t.enabled (or (not $needCreds) $haveCreds) (or (not $needCert) $t.clientCertSecret) }}true{{- end }}
+{{- end }}
