@@ -17,6 +17,7 @@ import (
 	"math"
 	"math/big"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -38,6 +39,9 @@ type TokenOptions struct {
 	JWKS string
 	// Leeway is the clock skew allowed on exp and nbf (default 60s).
 	Leeway time.Duration
+	// Algorithms, when not empty, restricts the signature algorithms accepted to those
+	// listed (auth.token.signingalgorithms); only RS256, ES256 and EdDSA are ever accepted.
+	Algorithms []string
 }
 
 // Limits on what a token may be, checked before anything is decoded. 64 KiB holds the
@@ -63,11 +67,12 @@ type tokenVerifier struct {
 	keys                   map[string]crypto.PublicKey // by kid
 	all                    []crypto.PublicKey          // every key, for tokens without kid
 	roots                  *x509.CertPool              // x5c roots; nil without a bundle
+	algorithms             []string                    // accepted algorithms; nil: all supported
 }
 
 func newTokenVerifier(o TokenOptions) (*tokenVerifier, error) {
 	v := &tokenVerifier{realm: o.Realm, service: o.Service, issuer: o.Issuer, leeway: o.Leeway,
-		keys: map[string]crypto.PublicKey{}}
+		keys: map[string]crypto.PublicKey{}, algorithms: o.Algorithms}
 	if v.leeway == 0 {
 		v.leeway = 60 * time.Second
 	}
@@ -338,6 +343,9 @@ func (v *tokenVerifier) verify(token string, now time.Time) (Identity, error) {
 	case "RS256", "ES256", "EdDSA":
 	default:
 		return Identity{}, tokenErr("algorithm %q is not accepted (RS256, ES256, EdDSA)", truncate(h.Alg))
+	}
+	if len(v.algorithms) > 0 && !slices.Contains(v.algorithms, h.Alg) {
+		return Identity{}, tokenErr("algorithm %q is not in auth.token.signingalgorithms", h.Alg)
 	}
 	keys, err := v.candidates(h, now)
 	if err != nil {

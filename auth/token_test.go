@@ -193,6 +193,33 @@ func TestTokenKeyFiles(t *testing.T) {
 	}
 }
 
+// TestTokenSigningAlgorithms: auth.token.signingalgorithms restricts the algorithms
+// accepted; an ES256 token passes only when ES256 is listed (or nothing is).
+func TestTokenSigningAlgorithms(t *testing.T) {
+	key := genKey(t)
+	bundle := writePEM(t, certificate(t, key, nil, nil, true))
+	now := time.Now()
+	claims := map[string]any{"iss": "iss", "aud": "svc", "sub": "u", "exp": now.Add(time.Minute).Unix()}
+	tok := sign(t, key, map[string]any{"alg": "ES256"}, claims)
+	for _, c := range []struct {
+		algs []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"ES256"}, true},
+		{[]string{"EdDSA", "HS256", "ES256"}, true},
+		{[]string{"RS256", "EdDSA"}, false},
+	} {
+		v, err := newTokenVerifier(TokenOptions{Realm: "r", Service: "svc", Issuer: "iss", RootCertBundle: bundle, Algorithms: c.algs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.verify(tok, now); (err == nil) != c.ok {
+			t.Errorf("algorithms %v: %v, want ok %v", c.algs, err, c.ok)
+		}
+	}
+}
+
 // TestTokenSize: a token granting hundreds of repositories (well over 8 KiB) verifies; one
 // over the limit is refused before it is decoded.
 func TestTokenSize(t *testing.T) {

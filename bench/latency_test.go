@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,14 @@ const backendDelay = 10 * time.Millisecond
 // delay before passing it on (responses flow back at once), so each request to the
 // backend costs one extra delay. It stops with the test.
 func delayProxy(t *testing.T, addr string, delay time.Duration) string {
+	t.Helper()
+	return countingDelayProxy(t, addr, delay, nil)
+}
+
+// countingDelayProxy is delayProxy that also adds to chunks, when not nil, the number of
+// chunks clients sent: for requests without a body (GET, HEAD, and List calls), the
+// number of backend requests.
+func countingDelayProxy(t *testing.T, addr string, delay time.Duration, chunks *atomic.Int64) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -55,6 +64,9 @@ func delayProxy(t *testing.T, addr string, delay time.Duration) string {
 				for {
 					n, err := c.Read(buf)
 					if n > 0 {
+						if chunks != nil {
+							chunks.Add(1)
+						}
 						time.Sleep(delay)
 						if _, werr := s.Write(buf[:n]); werr != nil {
 							return

@@ -15,6 +15,8 @@ type Auth struct {
 	// Token accepts bearer tokens of the Docker token specification issued by an external
 	// token server (CNCF Distribution's auth.token).
 	Token *Token `yaml:"token"`
+	// None is Distribution's explicit "no authentication" (the same as no section).
+	None *AuthNone `yaml:"none"`
 	// Groups names sets of users (token subjects under token auth) for Access rules.
 	Groups map[string][]string `yaml:"groups"`
 	// Access lists the rules that grant actions on repositories. Without rules every
@@ -45,6 +47,10 @@ type Token struct {
 	// JWKS is a JSON Web Key Set file of the signing keys, selected by kid. At least one
 	// of RootCertBundle and JWKS is required.
 	JWKS string `yaml:"jwks"`
+	// SigningAlgorithms restricts the accepted token signatures to these (Distribution's
+	// names); registryd verifies RS256, ES256 and EdDSA, so at least one of them must be
+	// listed. Empty: all three.
+	SigningAlgorithms []string `yaml:"signingalgorithms"`
 }
 
 // AccessRule grants Actions on the repositories matching Repository to Users, to the
@@ -69,6 +75,9 @@ type AccessRule struct {
 func (a *Auth) validate() error {
 	if a.Htpasswd != nil && a.Token != nil {
 		return &Error{Key: "auth", Msg: "set htpasswd or token, not both"}
+	}
+	if a.None != nil && (a.Htpasswd != nil || a.Token != nil) {
+		return &Error{Key: "auth.none", Msg: "set none, htpasswd or token, only one"}
 	}
 	if h := a.Htpasswd; h != nil {
 		if h.Path == "" {

@@ -31,6 +31,12 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// Validation controls how strictly pushed manifests are checked.
 	Validation Validation `yaml:"validation"`
+	// LogLevel, Middleware, Proxy and Policy are CNCF Distribution's sections that
+	// registryd reads only to honour them safely (see config/distribution.go).
+	LogLevel   string                       `yaml:"loglevel"`
+	Middleware map[string][]MiddlewareEntry `yaml:"middleware"`
+	Proxy      Proxy                        `yaml:"proxy"`
+	Policy     Policy                       `yaml:"policy"`
 
 	// Ignored lists what Load accepted without acting on it: CNCF Distribution settings
 	// registryd does not implement (Warn) and REGISTRY_* variables that are no
@@ -56,18 +62,26 @@ type ManifestValidation struct {
 
 // Log configures logging.
 type Log struct {
-	// Level is one of debug, info, warn, error (default info).
+	// Level is one of debug, info, warn, error, in any case (default info; Distribution's
+	// deprecated top-level loglevel is read when it is unset).
 	Level string `yaml:"level"`
-	// Formatter is json (default) or text.
+	// Formatter is json (default) or text; Distribution's logstash is written as json.
 	Formatter string `yaml:"formatter"`
 	// Fields are added to every log line (CNCF Distribution's log.fields).
 	Fields map[string]any `yaml:"fields"`
+	// AccessLog can turn off the request lines (CNCF Distribution's log.accesslog).
+	AccessLog AccessLog `yaml:"accesslog"`
 }
 
 // HTTP configures the listener.
 type HTTP struct {
 	// Addr is the listen address (default ":5000").
 	Addr string `yaml:"addr"`
+	// Prefix is the path the registry is served under, with leading and trailing slashes
+	// (/my/registry/): /my/registry/v2/ is the API; Location and Link headers carry it.
+	Prefix string `yaml:"prefix"`
+	// Net is the listener's network: tcp (default; Distribution's unix is refused).
+	Net string `yaml:"net"`
 	// Secret signs upload state tokens. Every replica sharing a bucket must use the same
 	// secret. When empty a random one is generated at start (fine for a single process).
 	Secret string `yaml:"secret"`
@@ -120,6 +134,8 @@ type Storage struct {
 	Redirect    Redirect    `yaml:"redirect"`
 	Maintenance Maintenance `yaml:"maintenance"`
 	Retry       Retry       `yaml:"retry"`
+	// GC configures online garbage collection and retention (see config/gc.go).
+	GC GC `yaml:"gc"`
 }
 
 // Delete enables DELETE of manifests, tags and blobs (default off, as in Distribution).
@@ -219,6 +235,26 @@ type S3 struct {
 	// MemoryBudget caps the bytes of part buffers across all uploads of the process
 	// (default 128 MiB).
 	MemoryBudget int64 `yaml:"memorybudget"`
+	// Accelerate uses S3 Transfer Acceleration endpoints.
+	Accelerate bool `yaml:"accelerate"`
+	// UseDualStack uses AWS's dual-stack (IPv4 and IPv6) endpoints.
+	UseDualStack bool `yaml:"usedualstack"`
+	// UseFIPSEndpoint uses AWS's FIPS 140 endpoints.
+	UseFIPSEndpoint bool `yaml:"usefipsendpoint"`
+	// ObjectACL is the canned ACL of every object written (default: none sent, the
+	// bucket's default).
+	ObjectACL string `yaml:"objectacl"`
+	// LogLevel logs the SDK's requests at debug level (Distribution's names: off, debug,
+	// debugwithsigning, debugwithhttpbody, debugwithrequestretries, debugwithrequesterrors,
+	// debugwitheventstreambody).
+	LogLevel string `yaml:"loglevel"`
+	// UserAgent is added to the User-Agent of S3 requests.
+	UserAgent string `yaml:"useragent"`
+	// RedirectEndpoint is the scheme://host[:port] that redirect URLs are signed for,
+	// instead of RegionEndpoint.
+	RedirectEndpoint string `yaml:"redirectendpoint"`
+	// V4Auth must be true or unset: requests are signed with SigV4.
+	V4Auth *bool `yaml:"v4auth"`
 }
 
 // GCS configures the Google Cloud Storage driver.
@@ -230,20 +266,32 @@ type GCS struct {
 	Endpoint string `yaml:"endpoint"`
 	// KeyFile is a service account JSON key file; Credentials is the JSON inline. Without
 	// either, Application Default Credentials are used (GKE workload identity).
-	KeyFile     string `yaml:"keyfile"`
-	Credentials string `yaml:"credentials"`
+	// Credentials may also be written as a YAML mapping of the JSON's fields, as
+	// Distribution documents it.
+	KeyFile     string         `yaml:"keyfile"`
+	Credentials GCSCredentials `yaml:"credentials"`
 	// ChunkSize is the part size in bytes (default 16 MiB).
 	ChunkSize int64 `yaml:"chunksize"`
 	// MaxConcurrency is the number of parts of one upload in flight (default 4).
 	MaxConcurrency int `yaml:"maxconcurrency"`
+	// UserAgent is added to the User-Agent of GCS requests.
+	UserAgent string `yaml:"useragent"`
 }
 
 // Azure configures the Azure Blob Storage driver.
 type Azure struct {
 	AccountName string `yaml:"accountname"`
-	// AccountKey is optional: without it the default Azure credential chain is used
-	// (environment, workload identity, managed identity).
+	// AccountKey is optional: without it (and without Credentials) the default Azure
+	// credential chain is used (environment, workload identity, managed identity).
 	AccountKey string `yaml:"accountkey"`
+	// Credentials selects the authentication as in Distribution v3 (see
+	// AzureCredentials and EffectiveType).
+	Credentials *AzureCredentials `yaml:"credentials"`
+	// Realm is the endpoint suffix of sovereign clouds (core.chinacloudapi.cn): the
+	// service URL is then https://<accountname>.blob.<realm>/ (default core.windows.net).
+	Realm string `yaml:"realm"`
+	// SkipVerify skips TLS certificate verification of the service.
+	SkipVerify bool   `yaml:"skipverify"`
 	Container  string `yaml:"container"`
 	// ServiceURL overrides https://<accountname>.blob.core.windows.net (Azurite,
 	// sovereign clouds). Endpoint is accepted as an alias.
@@ -292,6 +340,7 @@ func Load(r io.Reader, environ []string) (*Config, error) {
 		errs = append(errs, decodeYAML(c, data)...)
 	}
 	errs = append(errs, applyEnv(c, environ)...)
+	c.applyDistribution()
 	if c.Storage.Filesystem == nil && c.Storage.InMemory == nil && c.Storage.S3 == nil &&
 		c.Storage.GCS == nil && c.Storage.Azure == nil {
 		c.Storage.Filesystem = &Filesystem{}
@@ -365,6 +414,7 @@ func (c *Config) applyDefaults() {
 	if fs := c.Storage.Filesystem; fs != nil && fs.RootDirectory == "" {
 		fs.RootDirectory = "./data"
 	}
+	c.Storage.GC.applyDefaults()
 }
 
 // Backend limits checked at start-up, so that a setting a backend would refuse fails here
@@ -410,9 +460,6 @@ func (c *Config) Validate() error {
 	if c.HTTP.Debug.Addr != "" {
 		v.listenAddr("http.debug.addr", c.HTTP.Debug.Addr)
 	}
-	if n := len(c.HTTP.Secret); n > 0 && n < minSecretLen {
-		v.errorf("http.secret", "must be at least %d characters, got %d (or leave it unset for a random one per process)", minSecretLen, n)
-	}
 	v.positive("http.draintimeout", c.HTTP.DrainTimeout)
 	v.notNegative("http.draindelay", c.HTTP.DrainDelay)
 	for name := range c.HTTP.Headers {
@@ -448,6 +495,8 @@ func (c *Config) Validate() error {
 	}
 	v.add(c.HTTP.validateTLS())
 	v.add(c.Auth.validate())
+	v.add(c.Storage.GC.validate())
+	v.add(c.validateDistribution())
 	if s := c.Storage.S3; s != nil {
 		s.validate(v)
 	}

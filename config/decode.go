@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,20 @@ func (d *decoder) node(n *yaml.Node, v reflect.Value, key string) {
 		// "inmemory:" alone selects an empty section; any other null leaves the default.
 		if v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct && v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))
+		}
+		return
+	}
+	if n.Kind == yaml.ScalarNode && (key == "storage" || key == "auth") {
+		// CNCF Distribution's short form of a section without parameters:
+		// "storage: inmemory", "auth: none".
+		var err error
+		if key == "storage" {
+			err = d.c.selectStorage(fmt.Sprintf("line %d", n.Line), n.Value)
+		} else {
+			err = d.c.selectAuth(fmt.Sprintf("line %d", n.Line), n.Value)
+		}
+		if err != nil {
+			d.errs = append(d.errs, err)
 		}
 		return
 	}
@@ -361,4 +376,14 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -26,6 +26,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"regexp"
 	"strconv"
@@ -53,9 +54,10 @@ var (
 	// retried (every cloud driver classifies such statuses alike, see
 	// driver/internal/httpstatus).
 	ErrMisconfigured = errors.New("backend misconfigured")
-	// ErrPreconditionFailed: a write's precondition does not hold; in particular, Writer was
-	// given a resume state that the backend has already moved past (a replayed, stale or
-	// concurrently used state). Nothing was changed.
+	// ErrPreconditionFailed: a write's precondition does not hold: PutIf found another
+	// version (or an object where it wanted none), or Writer was given a resume state that
+	// the backend has already moved past (a replayed, stale or concurrently used state).
+	// Nothing was changed.
 	ErrPreconditionFailed = errors.New("precondition failed")
 	// ErrUnsupported: the driver does not offer this operation (for example URL on the
 	// filesystem driver).
@@ -229,6 +231,34 @@ type Driver interface {
 	// It overwrites any existing object.
 	Put(ctx context.Context, path string, r io.Reader, size int64) error
 
+	// PutIf is Put made conditional on the object's current version: with ifVersion == ""
+	// it stores only if no object exists at path; otherwise only if the object's current
+	// Info.Version equals ifVersion (an absent object never matches). It returns the
+	// Version of the object it stored (the value a later Stat reports, until the object
+	// changes; "" only if the backend's answer names none). When the condition
+	// does not hold it returns an error wrapping ErrPreconditionFailed and changes nothing.
+	//
+	// The comparison and the write are one atomic step of the backend (S3 and Azure
+	// If-None-Match/If-Match on the ETag, GCS generation preconditions, a per-object lock
+	// on the filesystem), never a Stat followed by a Put: of several PutIf calls racing
+	// from the same version (or for the same absent path), from any processes sharing
+	// the backend, exactly one succeeds. Versions differ between successive writes of
+	// different content; S3's ETag is the content's MD5, so rewriting identical bytes may
+	// repeat a version there: callers that must tell writes apart put something unique in
+	// the content (the lease of package storage carries an epoch).
+	//
+	// PutIf is for small records (leases, markers): the body is read into memory, and
+	// one larger than MaxConditionalSize is refused with ErrUnsupported. size is the exact
+	// length of r, or -1 if unknown.
+	//
+	// Retries: an attempt whose answer was lost (a timeout or reset after the backend
+	// applied the write) looks like a failure, and repeating it then reports
+	// ErrPreconditionFailed, because the first attempt changed the version. A caller that
+	// sees ErrPreconditionFailed after a retry (WithRetry retries PutIf) and must know
+	// whether its write landed reads the object back (Stat, Reader) and recognises its own
+	// content.
+	PutIf(ctx context.Context, path string, r io.Reader, size int64, ifVersion string) (version string, err error)
+
 	// Delete removes the object at path, or if there is none, every object under the
 	// directory path. It returns ErrNotFound if nothing existed at or under path.
 	Delete(ctx context.Context, path string) error
@@ -237,7 +267,9 @@ type Driver interface {
 	// subdirectories, the latter with IsDir set), sorted by Path in byte order, starting
 	// strictly after the path `after` (when non-empty) and at most limit entries (limit <= 0:
 	// all). A directory with no entries yields an empty slice and nil: List never returns
-	// ErrNotFound. dir == "" lists the root.
+	// ErrNotFound. dir == "" lists the root. `after` is compared with the entries' paths
+	// as a string: it need not name an entry, nor be a valid path ("dir/b~" lists from the
+	// first name after every name beginning with "b").
 	List(ctx context.Context, dir, after string, limit int) ([]Info, error)
 
 	// Copy copies the object at src to dst inside the backend, without streaming the bytes
@@ -349,6 +381,32 @@ func PurgeSessions(ctx context.Context, d Driver, path string) error {
 		return p.PurgeSessions(ctx, path)
 	}
 	return nil
+}
+
+// MaxConditionalSize is the largest body Driver.PutIf accepts.
+const MaxConditionalSize = 4 << 20
+
+// ReadConditionalBody reads the body of a PutIf call on path into memory: exactly size
+// bytes when size >= 0, else everything up to EOF. A body larger than MaxConditionalSize
+// is refused with ErrUnsupported; a body whose length differs from size, or that fails to
+// read, with ErrUnavailable (a context error of the reader is passed through). Drivers
+// call it after CheckCall.
+func ReadConditionalBody(path string, r io.Reader, size int64) ([]byte, error) {
+	if size > MaxConditionalSize {
+		return nil, &PathError{Op: "putif", Path: path, Err: fmt.Errorf("%w: conditional write of %d bytes, at most %d", ErrUnsupported, size, MaxConditionalSize)}
+	}
+	b, err := io.ReadAll(io.LimitReader(r, MaxConditionalSize+1))
+	switch {
+	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		return nil, &PathError{Op: "putif", Path: path, Err: err}
+	case err != nil:
+		return nil, &PathError{Op: "putif", Path: path, Err: fmt.Errorf("%w: reading body: %w", ErrUnavailable, err)}
+	case len(b) > MaxConditionalSize:
+		return nil, &PathError{Op: "putif", Path: path, Err: fmt.Errorf("%w: conditional write of more than %d bytes", ErrUnsupported, MaxConditionalSize)}
+	case size >= 0 && int64(len(b)) != size:
+		return nil, &PathError{Op: "putif", Path: path, Err: fmt.Errorf("%w: body of %d bytes, size says %d: %w", ErrUnavailable, len(b), size, io.ErrUnexpectedEOF)}
+	}
+	return b, nil
 }
 
 // ContentRangeSize returns the complete length of an HTTP Content-Range header value

@@ -51,6 +51,13 @@ func (l *logDriver) Put(ctx context.Context, path string, r io.Reader, size int6
 	return err
 }
 
+func (l *logDriver) PutIf(ctx context.Context, path string, r io.Reader, size int64, ifVersion string) (string, error) {
+	start := time.Now()
+	v, err := l.Driver.PutIf(ctx, path, r, size, ifVersion)
+	l.done(ctx, "putif", path, start, err, slog.Int64("size", size), slog.String("if_version", ifVersion), slog.String("version", v))
+	return v, err
+}
+
 func (l *logDriver) Delete(ctx context.Context, path string) error {
 	start := time.Now()
 	err := l.Driver.Delete(ctx, path)

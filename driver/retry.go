@@ -105,8 +105,9 @@ func Retryable(err error) bool {
 // call returns at once with an error wrapping ctx.Err().
 //
 // Retried: Stat, Reader (opening the stream; a stream that fails mid-body is the caller's
-// to resume with a ranged read), List, Copy, URL, Put when its reader is an io.Seeker (it is
-// rewound to where it started; any other reader is tried once), and Delete, where
+// to resume with a ranged read), List, Copy, URL, Put and PutIf when their reader is an
+// io.Seeker (it is rewound to where it started; any other reader is tried once; for PutIf
+// see the retry caveat of Driver.PutIf), and Delete, where
 // ErrNotFound on a retry after a failed attempt counts as success (the failed attempt may
 // have deleted the object). Writer and its operations are passed through: a write
 // session's bytes cannot be replayed here. With p.MaxAttempts < 2, d itself is returned.
@@ -209,6 +210,41 @@ func (r *retryDriver) Put(ctx context.Context, path string, body io.Reader, size
 		return &PathError{Op: "put", Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %w", ErrUnavailable, rewindErr)}
 	}
 	return err
+}
+
+// PutIf retries like Put (only when body is an io.Seeker, rewound for each attempt). An
+// attempt that failed may have been applied by the backend, so ErrPreconditionFailed on a
+// retry does not prove that another writer won: the error then says so, and the caller
+// reads the object back when it must know (see Driver.PutIf).
+func (r *retryDriver) PutIf(ctx context.Context, path string, body io.Reader, size int64, ifVersion string) (string, error) {
+	s, ok := body.(io.Seeker)
+	if !ok {
+		return r.Driver.PutIf(ctx, path, body, size, ifVersion)
+	}
+	start, err := s.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return r.Driver.PutIf(ctx, path, body, size, ifVersion)
+	}
+	var version string
+	var rewindErr error
+	err = r.do(ctx, "putif", path, func(ctx context.Context, attempt int) error {
+		if attempt > 1 {
+			if _, err := s.Seek(start, io.SeekStart); err != nil {
+				rewindErr = err
+				return nil // stop retrying; reported below
+			}
+		}
+		var err error
+		version, err = r.Driver.PutIf(ctx, path, body, size, ifVersion)
+		if attempt > 1 && errors.Is(err, ErrPreconditionFailed) {
+			err = fmt.Errorf("%w (on attempt %d: an earlier attempt that failed may have stored the object)", err, attempt)
+		}
+		return err
+	})
+	if rewindErr != nil {
+		return "", &PathError{Op: "putif", Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %v", ErrUnavailable, rewindErr)}
+	}
+	return version, err
 }
 
 func (r *retryDriver) Delete(ctx context.Context, path string) error {

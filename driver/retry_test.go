@@ -57,6 +57,13 @@ var retryOps = []retryOp{
 	{fault.Put, func(ctx context.Context, d driver.Driver) error {
 		return d.Put(ctx, "r/put", strings.NewReader("put body"), 8)
 	}, nil},
+	{fault.PutIf, func(ctx context.Context, d driver.Driver) error {
+		v, err := d.PutIf(ctx, "r/putif", strings.NewReader("putif body"), 10, "")
+		if err == nil && v == "" {
+			return errors.New("no version")
+		}
+		return err
+	}, nil},
 	{fault.Delete, func(ctx context.Context, d driver.Driver) error {
 		return d.Delete(ctx, "r/obj")
 	}, nil},
@@ -344,4 +351,38 @@ func TestRetryPolicyDo(t *testing.T) {
 			t.Errorf("err = %v, want the deadline naming the last failure", err)
 		}
 	})
+}
+
+// TestRetryPutIfLostAnswer: a PutIf whose first answer is lost after the backend applied
+// it is retried, and the retry's ErrPreconditionFailed says that an earlier attempt may
+// have stored the object; the object is the caller's, as reading it back shows.
+func TestRetryPutIfLostAnswer(t *testing.T) {
+	f, d := newRetryStack(t, fastRetry)
+	f.Add(fault.Rule{Methods: []string{fault.PutIf}, Lost: true, Err: driver.ErrUnavailable, Times: 1})
+	ctx := context.Background()
+	_, err := d.PutIf(ctx, "r/lease", strings.NewReader("holder-a"), 8, "")
+	if !errors.Is(err, driver.ErrPreconditionFailed) || !strings.Contains(err.Error(), "earlier attempt") {
+		t.Fatalf("retried PutIf after a lost answer: %v", err)
+	}
+	if n := f.Calls(fault.PutIf); n != 2 {
+		t.Fatalf("%d PutIf attempts, want 2", n)
+	}
+	rc, err := d.Reader(ctx, "r/lease", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(b) != "holder-a" {
+		t.Fatalf("object holds %q", b)
+	}
+	// A body that cannot be rewound is sent once.
+	f.Add(fault.Rule{Methods: []string{fault.PutIf}, Err: driver.ErrThrottled, Times: 1})
+	f.ResetCounts()
+	if _, err := d.PutIf(ctx, "r/other", io.MultiReader(strings.NewReader("x")), 1, ""); !errors.Is(err, driver.ErrThrottled) {
+		t.Fatalf("PutIf with an unseekable body: %v", err)
+	}
+	if n := f.Calls(fault.PutIf); n != 1 {
+		t.Fatalf("%d PutIf attempts with an unseekable body, want 1", n)
+	}
 }

@@ -56,6 +56,13 @@ type Options struct {
 	Host *url.URL
 	// Readiness answers /readyz (default: a read check of Registry, see NewReadiness).
 	Readiness *Readiness
+	// Prefix is the path the API is served under (http.prefix, "/my/registry", no trailing
+	// slash; "" for the root): requests under it are served with it removed, and Location
+	// and Link headers carry it. Requests without it are served as well.
+	Prefix string
+	// NoAccessLog drops the request lines of requests answered below 500
+	// (log.accesslog.disabled); 5xx responses are still logged.
+	NoAccessLog bool
 }
 
 type api struct {
@@ -86,6 +93,9 @@ func New(opts Options) (*echo.Echo, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.handleError
 	e.Pre(requestID)
+	if opts.Prefix != "" {
+		e.Pre(stripPrefix(opts.Prefix))
+	}
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, DisablePrintStack: true}))
 	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		HandleError: true, LogStatus: true, LogMethod: true, LogURIPath: true, LogLatency: true,
@@ -94,6 +104,8 @@ func New(opts Options) (*echo.Echo, error) {
 			level := slog.LevelInfo
 			if v.Status >= 500 {
 				level = slog.LevelWarn
+			} else if opts.NoAccessLog {
+				return nil
 			}
 			a.log.LogAttrs(c.Request().Context(), level, "request",
 				slog.String("method", v.Method), slog.String("path", v.URIPath), slog.Int("status", v.Status),

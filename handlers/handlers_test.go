@@ -39,6 +39,10 @@ func (c *countingDriver) Put(ctx context.Context, p string, r io.Reader, n int64
 	c.calls.Add(1)
 	return c.Driver.Put(ctx, p, r, n)
 }
+func (c *countingDriver) PutIf(ctx context.Context, p string, r io.Reader, n int64, v string) (string, error) {
+	c.calls.Add(1)
+	return c.Driver.PutIf(ctx, p, r, n, v)
+}
 func (c *countingDriver) Delete(ctx context.Context, p string) error {
 	c.calls.Add(1)
 	return c.Driver.Delete(ctx, p)

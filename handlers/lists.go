@@ -28,9 +28,9 @@ func (a *api) pagination(c echo.Context) (int, string, error) {
 	return n, c.QueryParam("last"), nil
 }
 
-func setLink(c echo.Context, path string, n int, last string) {
+func (a *api) setLink(c echo.Context, path string, n int, last string) {
 	q := url.Values{"n": {strconv.Itoa(n)}, "last": {last}}
-	c.Response().Header().Set("Link", `<`+path+"?"+q.Encode()+`>; rel="next"`)
+	c.Response().Header().Set("Link", `<`+a.opts.Prefix+path+"?"+q.Encode()+`>; rel="next"`)
 }
 
 func writeJSON(c echo.Context, status int, contentType string, v any) error {
@@ -60,7 +60,7 @@ func (a *api) tags(c echo.Context, name string) error {
 		return err
 	}
 	if more {
-		setLink(c, "/v2/"+name+"/tags/list", n, tags[len(tags)-1])
+		a.setLink(c, "/v2/"+name+"/tags/list", n, tags[len(tags)-1])
 	}
 	return writeJSON(c, http.StatusOK, echo.MIMEApplicationJSON, map[string]any{"name": name, "tags": tags})
 }
@@ -83,23 +83,23 @@ func (a *api) catalog(c echo.Context) error {
 		return err
 	}
 	if more && len(repos) > 0 {
-		setLink(c, "/v2/_catalog", n, repos[len(repos)-1])
+		a.setLink(c, "/v2/_catalog", n, repos[len(repos)-1])
 	}
 	return writeJSON(c, http.StatusOK, echo.MIMEApplicationJSON, map[string]any{"repositories": repos})
 }
 
 // catalogPage returns up to n repositories after last that the caller may see, and
-// whether more follow.
+// whether more follow. Under access control it reads the walk only as far as the n+1-th
+// repository the caller may see.
 func (a *api) catalogPage(c echo.Context, last string, n int) ([]string, bool, error) {
 	if a.opts.Auth == nil {
 		return a.reg.Catalog(c.Request().Context(), last, n)
 	}
-	all, _, err := a.reg.Catalog(c.Request().Context(), last, -1)
-	if err != nil {
-		return nil, false, err
-	}
 	repos := []string{}
-	for _, r := range all {
+	for r, err := range a.reg.Repositories(c.Request().Context(), last) {
+		if err != nil {
+			return nil, false, err
+		}
 		if !a.listable(c, r) {
 			continue
 		}

@@ -8,12 +8,13 @@ import (
 // location turns path (an absolute path with optional query, such as
 // /v2/<name>/blobs/uploads/<id>?_state=…) into the value of a Location header for req.
 //
-// Relative (the default): path unchanged; clients resolve it against the URL they asked,
+// The path gets Options.Prefix first (http.prefix). Relative (the default): the path as it is; clients resolve it against the URL they asked,
 // which stays right behind any proxy. With Options.AbsoluteURLs the origin comes from, in
 // order: Options.Host (http.host); X-Forwarded-Proto and X-Forwarded-Host (first entry
 // each, as a proxy that terminates TLS sets them; either may be absent, the request's
 // own value stands in); the request's scheme and Host header.
 func (a *api) location(req *http.Request, path string) string {
+	path = a.opts.Prefix + path
 	if !a.opts.AbsoluteURLs {
 		return path
 	}

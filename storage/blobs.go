@@ -27,7 +27,23 @@ type BlobInfo struct {
 // StatBlob returns the blob's size if the repository holds it, BLOB_UNKNOWN if it does not.
 // It looks the repository's link up first, so a blob the repository lacks (the usual
 // answer to a pusher's HEAD) costs one backend call.
+//
+// With Options.TouchOnHead a blob found is also touched for garbage collection (one more
+// small write, whose failure is only logged): a pusher that found it is about to
+// reference it (see gc_protect.go).
 func (r *Registry) StatBlob(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
+	b, err := r.statBlob(ctx, repo, d)
+	if err == nil && r.opts.TouchOnHead {
+		if err := r.touch(ctx, d); err != nil {
+			// The marker only spares the pusher a retry; the answer stands without it.
+			r.opts.Logger.WarnContext(ctx, "blob HEAD: writing the garbage collection push marker failed", "repository", repo, "digest", d, "error", err)
+		}
+	}
+	return b, err
+}
+
+// statBlob is StatBlob without the push marker.
+func (r *Registry) statBlob(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
 	_, linkErr := r.d.Stat(ctx, layerLinkPath(repo, d))
 	var fi driver.Info
 	var dataErr error
@@ -387,7 +403,7 @@ func (r *Registry) DeleteBlob(ctx context.Context, repo string, d digest.Digest)
 func (r *Registry) MountBlob(ctx context.Context, repo, from string, d digest.Digest) (bool, error) {
 	var err error
 	if from != "" {
-		_, err = r.StatBlob(ctx, from, d)
+		_, err = r.statBlob(ctx, from, d)
 	} else if _, err = r.d.Stat(ctx, blobDataPath(d)); err != nil {
 		err = notFound(err, regerr.BlobUnknown, nil, "stat blob data")
 	}
@@ -397,8 +413,8 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d digest.Di
 		}
 		return false, err
 	}
-	if err := r.putLink(ctx, layerLinkPath(repo, d), d); err != nil {
-		return false, fmt.Errorf("link mounted blob: %w", err)
+	if err := r.linkBlob(ctx, repo, d, true); err != nil {
+		return false, fmt.Errorf("mount: %w", err)
 	}
 	return true, nil
 }

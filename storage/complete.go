@@ -51,7 +51,10 @@ type completion struct {
 	whole bool
 	// committed is set when the bytes lie committed at from (not at the content address).
 	committed bool
-	size      int64 // the blob's size, known once appendLast has run
+	// existed is set by place when the blob was stored before this upload, so nothing was
+	// written there: link then leaves a push marker (see linkBlob).
+	existed bool
+	size    int64 // the blob's size, known once appendLast has run
 }
 
 // PutBlob stores a whole blob sent in one request whose digest the client declared up
@@ -240,7 +243,9 @@ func (r *Registry) verify(ctx context.Context, c *completion) error {
 func (r *Registry) place(ctx context.Context, c *completion) error {
 	dst := blobDataPath(c.want)
 	if c.committed {
-		return r.copyToContentAddress(ctx, c.from, c.want, c.size)
+		var err error
+		c.existed, err = r.copyToContentAddress(ctx, c.from, c.want, c.size)
+		return err
 	}
 	fi, err := c.stored.Wait()
 	if err != nil && !errors.Is(err, driver.ErrNotFound) {
@@ -250,12 +255,14 @@ func (r *Registry) place(ctx context.Context, c *completion) error {
 		if fi.Size != c.size {
 			return fmt.Errorf("stored blob %s holds %d bytes, its content has %d", c.want, fi.Size, c.size)
 		}
+		c.existed = true
 		return nil
 	}
 	if err == nil && fi.Size == c.size {
 		if err := c.w.Abort(ctx); err != nil {
 			return fmt.Errorf("discard upload of a stored blob: %w", err)
 		}
+		c.existed = true
 		return nil
 	}
 	version, err := driver.CommitTo(ctx, r.d, c.w, c.from, dst)
@@ -271,15 +278,16 @@ func (r *Registry) place(ctx context.Context, c *completion) error {
 	return nil
 }
 
-// link writes the repository's link to the blob and removes the upload's objects (best
-// effort: leftovers are harmless).
+// link writes the repository's link to the blob (with a push marker when the blob existed
+// before, see linkBlob) and removes the upload's objects (best effort: leftovers are
+// harmless).
 //
 // Crash safety: the link is written only once the blob is at its content address, so it
 // never points at missing bytes; the upload's objects, its marker among them, go last, so
 // a PUT retried after a failure here still finds its upload.
 func (r *Registry) link(ctx context.Context, c *completion) (BlobInfo, error) {
-	if err := r.putLink(ctx, layerLinkPath(c.repo, c.want), c.want); err != nil {
-		return BlobInfo{}, fmt.Errorf("link blob: %w", err)
+	if err := r.linkBlob(ctx, c.repo, c.want, c.existed); err != nil {
+		return BlobInfo{}, err
 	}
 	if c.upload != nil {
 		r.cleanupUpload(ctx, c.upload)
@@ -312,7 +320,7 @@ func (r *Registry) finishCommitted(ctx context.Context, u *Upload, want digest.D
 		if err != nil {
 			return BlobInfo{}, false, fmt.Errorf("stat blob: %w", err)
 		}
-		c.size = fi.Size
+		c.size, c.existed = fi.Size, true
 		b, err := r.link(ctx, c)
 		return b, err == nil, err
 	}
@@ -335,20 +343,20 @@ func (r *Registry) finishCommitted(ctx context.Context, u *Upload, want digest.D
 }
 
 // copyToContentAddress copies the committed bytes at from to d's content address, unless
-// a blob of the same size is there already.
-func (r *Registry) copyToContentAddress(ctx context.Context, from string, d digest.Digest, size int64) error {
+// a blob of the same size is there already (existed).
+func (r *Registry) copyToContentAddress(ctx context.Context, from string, d digest.Digest, size int64) (existed bool, err error) {
 	fi, err := r.d.Stat(ctx, blobDataPath(d))
 	if err == nil && fi.Size == size {
-		return nil
+		return true, nil
 	}
 	if err != nil && !errors.Is(err, driver.ErrNotFound) {
-		return fmt.Errorf("stat blob: %w", err)
+		return false, fmt.Errorf("stat blob: %w", err)
 	}
 	if err := r.d.Copy(ctx, from, blobDataPath(d)); err != nil {
-		return fmt.Errorf("move upload to content address: %w", err)
+		return false, fmt.Errorf("move upload to content address: %w", err)
 	}
 	r.noteWritten(ctx, d, "")
-	return nil
+	return false, nil
 }
 
 // hashObject reads the object at p back and returns its digest with alg.

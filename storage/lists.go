@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"sort"
 	"strings"
 	"sync"
 
@@ -87,63 +86,21 @@ func (r *Registry) subdirs(ctx context.Context, dir string) ([]string, error) {
 	}
 }
 
-// Catalog returns up to n repository names in lexical order after last, and whether more
-// follow. It walks the repositories tree: a directory holding _manifests, _layers or
-// _uploads is a repository; other directories are name components.
+// Catalog returns up to n repository names in byte order after last (n < 0: all), and
+// whether more follow. It reads the walk of Repositories only as far as the n+1-th name,
+// so a page costs backend calls in proportion to its size, not to the registry's.
 func (r *Registry) Catalog(ctx context.Context, last string, n int) ([]string, bool, error) {
-	var names []string
-	var walk func(dir, name string) error
-	walk = func(dir, name string) error {
-		after := ""
-		for {
-			l, err := r.d.List(ctx, dir, after, 1000)
-			if err != nil {
-				return fmt.Errorf("list %s: %w", dir, err)
-			}
-			isRepo := false
-			for _, fi := range l {
-				if !fi.IsDir {
-					continue
-				}
-				base := path.Base(fi.Path)
-				if strings.HasPrefix(base, "_") {
-					isRepo = isRepo || base == "_manifests" || base == "_layers" || base == "_uploads"
-					continue
-				}
-				child := base
-				if name != "" {
-					child = name + "/" + base
-				}
-				if err := walk(fi.Path, child); err != nil {
-					return err
-				}
-			}
-			if isRepo {
-				names = append(names, name)
-			}
-			if len(l) < 1000 {
-				return nil
-			}
-			after = l[len(l)-1].Path
+	names := []string{}
+	for name, err := range r.Repositories(ctx, last) {
+		if err != nil {
+			return nil, false, err
 		}
+		if n >= 0 && len(names) == n {
+			return names, true, nil
+		}
+		names = append(names, name)
 	}
-	if err := walk(repositoriesDir(), ""); err != nil {
-		return nil, false, err
-	}
-	sort.Strings(names)
-	i := sort.SearchStrings(names, last)
-	if last != "" && i < len(names) && names[i] == last {
-		i++
-	}
-	names = names[i:]
-	more := false
-	if n >= 0 && len(names) > n {
-		names, more = names[:n], true
-	}
-	if names == nil {
-		names = []string{}
-	}
-	return names, more, nil
+	return names, false, nil
 }
 
 // referrer is the descriptor stored for a manifest that has a subject.

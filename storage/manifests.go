@@ -146,7 +146,8 @@ func foreign(d ocispec.Descriptor) bool {
 // MANIFEST_BLOB_UNKNOWN; index children: MANIFEST_UNKNOWN, both 400); the subject need not.
 // Write order makes a crash safe: bytes, then revision link, then referrer, then each tag's
 // current link and index, so no tag ever points at a missing manifest and no listed tag
-// fails to resolve.
+// fails to resolve. Between the referrer and the tags, the references are checked again
+// after any running garbage collection sweep batch (see gc_protect.go).
 func (r *Registry) PutManifest(ctx context.Context, repo, ref string, body []byte, contentType string, tags []string) (*Manifest, error) {
 	m, mt, err := parseManifest(body, contentType)
 	if err != nil {
@@ -167,21 +168,17 @@ func (r *Registry) PutManifest(ctx context.Context, repo, ref string, body []byt
 	} else {
 		tags = append([]string{ref}, tags...)
 	}
-	if err := r.checkReferences(ctx, repo, m); err != nil {
+	// References are checked before anything is written (a push missing a blob changes
+	// nothing), and again once the manifest is stored (see gc_protect.go).
+	if err := r.checkReferences(ctx, repo, m, false); err != nil {
 		return nil, err
 	}
-	if err := r.d.Put(ctx, blobDataPath(dg), bytes.NewReader(body), int64(len(body))); err != nil {
-		return nil, fmt.Errorf("store manifest: %w", err)
-	}
-	if err := r.putLink(ctx, revisionLinkPath(repo, dg), dg); err != nil {
-		return nil, fmt.Errorf("link manifest: %w", err)
+	if err := r.commitManifest(ctx, repo, m, mt, dg, body); err != nil {
+		return nil, err
 	}
 	out := &Manifest{Digest: dg, MediaType: mt, Body: body, Tags: tags}
 	if m.Subject != nil {
 		out.Subject = m.Subject.Digest
-		if err := r.putReferrer(ctx, repo, m, mt, dg, int64(len(body))); err != nil {
-			return nil, err
-		}
 	}
 	for _, tag := range tags {
 		// The current link first: the index link alone would make the tag appear in
@@ -196,27 +193,34 @@ func (r *Registry) PutManifest(ctx context.Context, repo, ref string, body []byt
 	return out, nil
 }
 
-// checkReferences stats every referenced blob or manifest, 8 at a time.
-func (r *Registry) checkReferences(ctx context.Context, repo string, m *manifestJSON) error {
+// checkReferences stats every referenced blob or manifest, 8 at a time: the
+// repository's links and, with stored, the bytes behind them too.
+func (r *Registry) checkReferences(ctx context.Context, repo string, m *manifestJSON, stored bool) error {
 	type check struct {
 		path string
 		desc regerr.Descriptor
 		d    digest.Digest
 	}
 	var checks []check
+	add := func(link string, desc regerr.Descriptor, d digest.Digest) {
+		checks = append(checks, check{link, desc, d})
+		if stored {
+			checks = append(checks, check{blobDataPath(d), desc, d})
+		}
+	}
 	if m.Config != nil {
-		checks = append(checks, check{layerLinkPath(repo, m.Config.Digest), regerr.ManifestBlobUnknown, m.Config.Digest})
+		add(layerLinkPath(repo, m.Config.Digest), regerr.ManifestBlobUnknown, m.Config.Digest)
 	}
 	for _, l := range m.Layers {
 		if !foreign(l) && !r.opts.AllowSparse {
-			checks = append(checks, check{layerLinkPath(repo, l.Digest), regerr.ManifestBlobUnknown, l.Digest})
+			add(layerLinkPath(repo, l.Digest), regerr.ManifestBlobUnknown, l.Digest)
 		}
 	}
 	for _, c := range m.Manifests {
 		if r.opts.AllowSparse {
 			break
 		}
-		checks = append(checks, check{revisionLinkPath(repo, c.Digest), regerr.ManifestChildUnknown, c.Digest})
+		add(revisionLinkPath(repo, c.Digest), regerr.ManifestChildUnknown, c.Digest)
 	}
 	errs := make([]error, len(checks))
 	sem := make(chan struct{}, 8)

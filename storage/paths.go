@@ -8,6 +8,11 @@ import (
 //
 //	docker/registry/v2/
 //	├── _health/<random hex>                                           readiness write probe (written, then deleted)
+//	├── _gc/lease                                                      garbage collection lease (JSON: holder, epoch, expiry)
+//	├── _gc/started                                                    backend time at which the current GC run began
+//	├── _gc/sweeping                                                   present while a GC sweep batch deletes
+//	├── _gc/touched/<alg>-<hex>                                        blob linked or found for a push (see gc_protect.go)
+//	├── _gc/plan.json                                                  the last GC plan (dry run or run)
 //	├── blobs/<alg>/<first two hex>/<hex>/data                      blob and manifest bytes
 //	└── repositories/<name>/
 //	    ├── _layers/<alg>/<hex>/link                                   blob is in the repository
@@ -28,6 +33,33 @@ import (
 const rootPrefix = "docker/registry/v2"
 
 func healthProbePath(id string) string { return rootPrefix + "/_health/" + id }
+
+// GCLeasePath is the path of the lease that elects the one replica running garbage
+// collection (see AcquireLease); like _health it lies outside the trees GC walks.
+const GCLeasePath = rootPrefix + "/_gc/lease"
+
+func gcDir() string { return rootPrefix + "/_gc" }
+
+// GCPlanPath is where a GC run writes its plan.
+func GCPlanPath() string { return gcDir() + "/plan.json" }
+
+func gcStartedPath() string { return gcDir() + "/started" }
+
+func gcSweepingPath() string { return gcDir() + "/sweeping" }
+
+func gcTouchedDir() string { return gcDir() + "/touched" }
+
+func gcTouchedPath(d digest.Digest) string {
+	return gcTouchedDir() + "/" + d.Algorithm().String() + "-" + d.Encoded()
+}
+
+func blobsDir() string { return rootPrefix + "/blobs" }
+
+func layersDir(name string) string { return repoDir(name) + "/_layers" }
+
+func revisionsDir(name string) string { return repoDir(name) + "/_manifests/revisions" }
+
+func tagIndexDir(name, tag string) string { return tagDir(name, tag) + "/index" }
 
 func blobDataPath(d digest.Digest) string {
 	hex := d.Encoded()

@@ -18,6 +18,13 @@ func TestPaths(t *testing.T) {
 		{uploadDataPath("a", "u1"), "docker/registry/v2/repositories/a/_uploads/u1/data"},
 		{uploadStartedPath("a", "u1"), "docker/registry/v2/repositories/a/_uploads/u1/startedat"},
 		{uploadAckedPath("a", "u1"), "docker/registry/v2/repositories/a/_uploads/u1/acknowledged"},
+		{gcTouchedPath(d), "docker/registry/v2/_gc/touched/sha256-abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"},
+		{gcSweepingPath(), "docker/registry/v2/_gc/sweeping"},
+		{gcStartedPath(), "docker/registry/v2/_gc/started"},
+		{GCPlanPath(), "docker/registry/v2/_gc/plan.json"},
+		{tagIndexDir("a", "v1"), "docker/registry/v2/repositories/a/_manifests/tags/v1/index"},
+		{revisionsDir("a/b"), "docker/registry/v2/repositories/a/b/_manifests/revisions"},
+		{layersDir("a/b"), "docker/registry/v2/repositories/a/b/_layers"},
 		{referrerPath("a", s, d), "docker/registry/v2/repositories/a/_referrers/sha512/abcd/sha256-abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"},
 	} {
 		if tc.got != tc.want {

@@ -21,13 +21,12 @@ import (
 // removed (or would have); a failure on one upload does not stop the others, and the
 // first failure is returned.
 func (r *Registry) PurgeUploads(ctx context.Context, cutoff time.Time, dryRun bool) (int, error) {
-	repos, _, err := r.Catalog(ctx, "", -1)
-	if err != nil {
-		return 0, fmt.Errorf("purge uploads: %w", err)
-	}
 	n := 0
 	var first error
-	for _, repo := range repos {
+	for repo, err := range r.Repositories(ctx, "") {
+		if err != nil {
+			return n, fmt.Errorf("purge uploads: %w", err)
+		}
 		k, err := r.purgeRepoUploads(ctx, repo, cutoff, dryRun)
 		n += k
 		if err != nil && first == nil {

@@ -32,6 +32,11 @@ type Options struct {
 	// AllowSparse accepts manifests whose layers or index children are missing from the
 	// repository (the config blob is still required).
 	AllowSparse bool
+	// TouchOnHead makes a blob HEAD that finds the blob write its garbage collection push
+	// marker, so a blob a pusher found is not swept before its manifest is pushed (see
+	// gc_protect.go). Worth it where a collector runs; without it such a push may fail
+	// with MANIFEST_BLOB_UNKNOWN (and is retried by the client with an upload).
+	TouchOnHead bool
 	// Logger receives warnings about best-effort clean-up failures (default: discard).
 	Logger *slog.Logger
 }
@@ -87,6 +92,9 @@ func notFound(err error, d regerr.Descriptor, detail any, context string) error 
 	return fmt.Errorf("%s: %w", context, err)
 }
 
+// errCorruptLink reports a link object that does not hold a digest.
+var errCorruptLink = errors.New("corrupt link")
+
 // readLink reads a link object and parses the digest it holds.
 func (r *Registry) readLink(ctx context.Context, p string) (digest.Digest, error) {
 	rc, err := r.d.Reader(ctx, p, 0, -1)
@@ -100,7 +108,7 @@ func (r *Registry) readLink(ctx context.Context, p string) (digest.Digest, error
 	}
 	d, err := digest.Parse(strings.TrimSpace(string(b)))
 	if err != nil {
-		return "", fmt.Errorf("corrupt link %s: %w", p, err)
+		return "", fmt.Errorf("%w %s: %w", errCorruptLink, p, err)
 	}
 	return d, nil
 }

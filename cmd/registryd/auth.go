@@ -25,7 +25,7 @@ func newAuth(cfg config.Auth, log *slog.Logger, metrics prometheus.Registerer) (
 	}
 	if t := cfg.Token; t != nil {
 		opts.Token = &auth.TokenOptions{Realm: t.Realm, Service: t.Service, Issuer: t.Issuer,
-			RootCertBundle: t.RootCertBundle, JWKS: t.JWKS}
+			RootCertBundle: t.RootCertBundle, JWKS: t.JWKS, Algorithms: t.SigningAlgorithms}
 	}
 	for _, r := range cfg.Access {
 		opts.Rules = append(opts.Rules, auth.Rule{Repository: r.Repository, Users: r.Users, Groups: r.Groups,

@@ -22,6 +22,20 @@ func TestAzureClient(t *testing.T) {
 		{"endpoint alias", func(c *config.Azure) { c.Endpoint = "http://127.0.0.1:1/acct" }, "http://127.0.0.1:1/acct"},
 		{"same aliases", func(c *config.Azure) { c.ServiceURL, c.Endpoint = "https://a/", "https://a" }, "https://a/"},
 		{"default credential chain", func(c *config.Azure) { c.AccountKey = "" }, "https://acct.blob.core.windows.net/"},
+		{"realm", func(c *config.Azure) { c.Realm = "core.chinacloudapi.cn" }, "https://acct.blob.core.chinacloudapi.cn/"},
+		{"skipverify", func(c *config.Azure) { c.SkipVerify = true }, "https://acct.blob.core.windows.net/"},
+		{"credentials shared_key", func(c *config.Azure) { c.Credentials = &config.AzureCredentials{Type: "shared_key"} }, "https://acct.blob.core.windows.net/"},
+		{"credentials shared_key without key", func(c *config.Azure) {
+			c.AccountKey, c.Credentials = "", &config.AzureCredentials{Type: "shared_key"}
+		}, ""},
+		{"credentials client_secret", func(c *config.Azure) {
+			c.Credentials = &config.AzureCredentials{Type: "client_secret", TenantID: "00000000-0000-0000-0000-000000000001", ClientID: "app", Secret: "s"}
+		}, "https://acct.blob.core.windows.net/"},
+		{"credentials client_secret, bad tenant", func(c *config.Azure) {
+			c.Credentials = &config.AzureCredentials{Type: "client_secret", TenantID: "not a tenant!", ClientID: "app", Secret: "s"}
+		}, ""},
+		{"credentials default_credentials", func(c *config.Azure) { c.Credentials = &config.AzureCredentials{Type: "default_credentials"} }, "https://acct.blob.core.windows.net/"},
+		{"credentials unknown", func(c *config.Azure) { c.Credentials = &config.AzureCredentials{Type: "sas"} }, ""},
 		{"no account", func(c *config.Azure) { c.AccountName = "" }, ""},
 		{"bad url", func(c *config.Azure) { c.ServiceURL = "ftp://x" }, ""},
 		{"no host", func(c *config.Azure) { c.ServiceURL = "https:///acct" }, ""},

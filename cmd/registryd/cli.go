@@ -24,11 +24,18 @@ const usage = `registryd: an OCI Distribution v1.1 registry over object storage.
 Usage:
   registryd [serve] [-c FILE | FILE]      serve the registry (the default command)
   registryd config check [-c FILE | FILE] validate the configuration and print it, secrets masked
+  registryd gc [--dry-run] [--plan FILE] [-c FILE | FILE]
+                                          run one garbage collection now (see registryd gc --help)
   registryd version                       print the version and build information
+  registryd fsck [-c FILE | FILE] [flags] check the stored registry; --repair what is safe
+                                          (exit status 0 clean, 1 findings, 2 error)
   registryd selftest [-insecure] URL      push and pull a blob through a running registry
                                           (the Helm chart's test; REGISTRYD_SELFTEST_USERNAME and _PASSWORD;
                                           -cert FILE -key FILE under mutual TLS)
   registryd sleep DURATION                wait, then exit 0 (the chart's preStop pause)
+  registryd migrate --from OLD.yml --to NEW.yml [--repos GLOB] [--concurrency N] [--dry-run]
+                                          copy every repository from one backend to another
+                                          (resumable, verified; see registryd migrate --help)
   registryd help                          print this help
 
 Without a file, the configuration is the defaults (filesystem storage under ./data,

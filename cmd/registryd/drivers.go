@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
@@ -32,6 +33,23 @@ func openDriver(ctx context.Context, cfg *config.Config) (driver.Driver, error) 
 		return openAzure(*s.Azure, rp)
 	}
 	return nil, errors.New("config: storage: no supported backend configured")
+}
+
+// sdkLoggerKey is the context key of withSDKLogger.
+type sdkLoggerKey struct{}
+
+// withSDKLogger returns ctx carrying log for the logs the backend SDKs write while
+// openDriver builds their clients with it (storage.s3.loglevel).
+func withSDKLogger(ctx context.Context, log *slog.Logger) context.Context {
+	return context.WithValue(ctx, sdkLoggerKey{}, log)
+}
+
+// sdkLogger returns the logger of withSDKLogger, or one discarding everything.
+func sdkLogger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(sdkLoggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // retryPolicy is storage.retry as a driver.RetryPolicy: the one policy of driver.WithRetry

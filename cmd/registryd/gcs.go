@@ -68,6 +68,9 @@ func openGCS(ctx context.Context, cfg config.GCS, rp driver.RetryPolicy) (*gcs.D
 			}
 		}
 	}
+	if cfg.UserAgent != "" {
+		copts = append(copts, option.WithUserAgent(cfg.UserAgent))
+	}
 	client, err := storage.NewClient(ctx, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("gcs: client: %w", err)

@@ -139,7 +139,7 @@ func TestGCSRefusedCredentials(t *testing.T) {
 	t.Setenv("STORAGE_EMULATOR_HOST", "")
 	refusing, calls := tokenServer(t, true)
 	d := openTestGCS(t, config.GCS{Bucket: fake.NewBucket(t), Endpoint: fake.Endpoint,
-		Credentials: string(serviceAccountKey(t, refusing.URL+"/token"))})
+		Credentials: config.GCSCredentials(serviceAccountKey(t, refusing.URL+"/token"))})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := d.Stat(ctx, "obj"); !errors.Is(err, driver.ErrPermission) || errors.Is(err, driver.ErrNotFound) {

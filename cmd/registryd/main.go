@@ -2,9 +2,12 @@
 //
 //	registryd [serve] [-c FILE | FILE]       serve the registry (no file: filesystem under ./data, :5000)
 //	registryd config check [-c FILE | FILE]  validate the configuration, print it with secrets masked
+//	registryd gc [--dry-run] [--plan FILE] [-c FILE | FILE]  run one garbage collection now
 //	registryd version                        print the version and build information
+//	registryd fsck [-c FILE | FILE] [flags]  check the stored registry, repair what is safe (exit 0/1/2)
 //	registryd selftest [-insecure] URL       push and pull a blob through a running registry (helm test)
 //	registryd sleep DURATION                 wait (the Helm chart's preStop pause; the image has no shell)
+//	registryd migrate --from OLD --to NEW    copy every repository from one backend to another
 //
 // Exit status: 0 on success, 1 on a runtime failure (including a drain that timed out),
 // 2 on a command-line mistake or an invalid configuration.
@@ -31,7 +34,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/registryd/registryd/config"
-	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/handlers"
 	"github.com/registryd/registryd/storage"
 )
@@ -108,12 +110,18 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return exitFailure
 		}
 		return exitOK
+	case "gc":
+		return runGCCommand(ctx, args, environ, stdout, stderr)
 	case "selftest":
 		return commandStatus(stderr, runSelftest(ctx, args, stdout, os.Getenv))
 	case "sleep":
 		return commandStatus(stderr, runSleep(ctx, args))
+	case "fsck":
+		return runFsck(ctx, args, environ, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, args, environ, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, version, selftest, sleep or help)\n", cmd)
+		fmt.Fprintf(stderr, "registryd: unknown command %q (want serve, config check, gc, version, fsck, migrate, selftest, sleep or help)\n", cmd)
 		return exitUsage
 	}
 }
@@ -163,16 +171,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	d, err := openDriver(ctx, cfg)
+	d, err := openStorage(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	if cfg.Log.Level == "debug" {
-		d = driver.WithLogging(d, log)
-	}
-	d = driver.WithRetry(d, retryPolicy(cfg.Storage.Retry))
 	eff := effectiveSettings(ctx, cfg, d)
-	secret := []byte(cfg.HTTP.Secret)
+	secret := signingKey(cfg.HTTP.Secret)
 	if len(secret) == 0 {
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret)
@@ -182,6 +186,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Redirect:       eff.redirect,
 		RedirectExpiry: cfg.Storage.Redirect.Expiry,
 		AllowSparse:    cfg.Validation.Manifests.AllowSparse,
+		TouchOnHead:    cfg.Storage.GC.Enabled && !cfg.Storage.Maintenance.ReadOnly.Enabled,
 		Logger:         log,
 	})
 	if err != nil {
@@ -206,6 +211,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		AbsoluteURLs:     cfg.HTTP.AbsoluteURLs(),
 		Host:             cfg.HTTP.HostURL(),
 		Readiness:        ready,
+		NoAccessLog:      cfg.Log.AccessLog.Disabled,
+		Prefix:           strings.TrimSuffix(cfg.HTTP.Prefix, "/"),
 	})
 	if err != nil {
 		return err
@@ -239,6 +246,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		purgeUploads(purgeCtx, reg, cfg, log)
 	}()
 	defer func() { stopPurging(); <-purged }()
+	gcMetrics, err := newGCMetrics(metrics)
+	if err != nil {
+		return err
+	}
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		collectGarbage(purgeCtx, reg, cfg, log, gcMetrics)
+	}()
+	defer func() { stopPurging(); <-collected }()
 	select {
 	case err := <-errc:
 		return err

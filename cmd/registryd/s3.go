@@ -5,16 +5,19 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/registryd/registryd/config"
 	"github.com/registryd/registryd/driver"
@@ -30,14 +33,21 @@ func openS3(ctx context.Context, cfg config.S3, rp driver.RetryPolicy) (*s3.Driv
 	if err != nil {
 		return nil, err
 	}
+	storageClass := cfg.StorageClass
+	if storageClass == "NONE" {
+		// Distribution's "send no storage class", for stores without classes.
+		storageClass = ""
+	}
 	return s3.New(client, cfg.Bucket, s3.Options{
+		ACL:              types.ObjectCannedACL(cfg.ObjectACL),
+		PresignEndpoint:  cfg.RedirectEndpoint,
 		RootDirectory:    cfg.RootDirectory,
 		ChunkSize:        cfg.ChunkSize,
 		Concurrency:      cfg.MultipartConcurrency,
 		CopyThreshold:    cfg.MultipartCopyThresholdSize,
 		CopyChunkSize:    cfg.MultipartCopyChunkSize,
 		MemoryBudget:     cfg.MemoryBudget,
-		StorageClass:     types.StorageClass(cfg.StorageClass),
+		StorageClass:     types.StorageClass(storageClass),
 		Encrypt:          cfg.Encrypt,
 		KMSKeyID:         cfg.KeyID,
 		DisableChecksums: cfg.ChecksumDisabled,
@@ -47,7 +57,9 @@ func openS3(ctx context.Context, cfg config.S3, rp driver.RetryPolicy) (*s3.Driv
 
 // newS3Client builds the S3 client of cfg. Credentials are the configured static keys,
 // or else the SDK's default chain (environment, shared profile, IRSA web identity,
-// container and instance roles). It makes no network call.
+// container and instance roles). Distribution's endpoint switches (accelerate,
+// usedualstack, usefipsendpoint), useragent and loglevel apply; the SDK's log goes to the
+// logger of ctx (see withSDKLogger) at debug level. It makes no network call.
 func newS3Client(ctx context.Context, cfg config.S3) (*awss3.Client, error) {
 	endpoint, err := s3EndpointURL(cfg)
 	if err != nil {
@@ -65,6 +77,15 @@ func newS3Client(ctx context.Context, cfg config.S3) (*awss3.Client, error) {
 		awsconfig.WithRegion(cmp.Or(cfg.Region, s3DefaultRegion)),
 		awsconfig.WithHTTPClient(httpClient),
 	}
+	if mode := s3LogMode(cfg.LogLevel); mode != 0 {
+		loadOpts = append(loadOpts, awsconfig.WithClientLogMode(mode), awsconfig.WithLogger(slogSDKLogger{sdkLogger(ctx)}))
+	}
+	if cfg.UseDualStack {
+		loadOpts = append(loadOpts, awsconfig.WithUseDualStackEndpoint(aws.DualStackEndpointStateEnabled))
+	}
+	if cfg.UseFIPSEndpoint {
+		loadOpts = append(loadOpts, awsconfig.WithUseFIPSEndpoint(aws.FIPSEndpointStateEnabled))
+	}
 	if cfg.AccessKey != "" {
 		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)))
@@ -78,6 +99,10 @@ func newS3Client(ctx context.Context, cfg config.S3) (*awss3.Client, error) {
 			so.BaseEndpoint = aws.String(endpoint)
 		}
 		so.UsePathStyle = cfg.ForcePathStyle
+		so.UseAccelerate = cfg.Accelerate
+		if cfg.UserAgent != "" {
+			so.APIOptions = append(so.APIOptions, awsmiddleware.AddUserAgentKey(cfg.UserAgent))
+		}
 	}), nil
 }
 
@@ -100,4 +125,35 @@ func s3EndpointURL(cfg config.S3) (string, error) {
 		return "", fmt.Errorf("config storage.s3.regionendpoint: not an http(s) URL: %q: %w", cfg.RegionEndpoint, driver.ErrMisconfigured)
 	}
 	return ep, nil
+}
+
+// s3LogMode is the SDK log mode of storage.s3.loglevel (Distribution's names for the
+// aws-sdk-go v1 levels, mapped onto the v2 SDK's bits); 0 logs nothing.
+func s3LogMode(level string) aws.ClientLogMode {
+	base := aws.LogRequest | aws.LogResponse
+	switch strings.ToLower(level) {
+	case "debug":
+		return base
+	case "debugwithsigning":
+		return base | aws.LogSigning
+	case "debugwithhttpbody":
+		return aws.LogRequestWithBody | aws.LogResponseWithBody
+	case "debugwithrequestretries", "debugwithrequesterrors":
+		return base | aws.LogRetries
+	case "debugwitheventstreambody":
+		return base | aws.LogRequestEventMessage | aws.LogResponseEventMessage
+	}
+	return 0
+}
+
+// slogSDKLogger writes the AWS SDK's log at debug level ("warn" classified lines at warn).
+type slogSDKLogger struct{ log *slog.Logger }
+
+// Logf implements smithy-go's logging.Logger.
+func (l slogSDKLogger) Logf(c logging.Classification, format string, v ...any) {
+	level := slog.LevelDebug
+	if c == logging.Warn {
+		level = slog.LevelWarn
+	}
+	l.log.Log(context.Background(), level, "s3 sdk: "+fmt.Sprintf(format, v...), "backend", "s3")
 }

@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +25,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
@@ -348,6 +351,38 @@ func classifyReadErr(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: read body: %w", driver.ErrPreconditionFailed, err)
+}
+
+// PutIf implements driver.Driver with one Put Blob under an access condition:
+// If-None-Match: * when ifVersion is "", else If-Match: ifVersion (versions are ETags).
+// Azure evaluates the condition and writes atomically; it answers a failed If-Match with
+// 412 ConditionNotMet and an If-None-Match: * on an existing blob with 409
+// BlobAlreadyExists, both ErrPreconditionFailed here, as is If-Match on a missing blob.
+func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
+	if err := driver.CheckCall(ctx, "putif", p); err != nil {
+		return "", err
+	}
+	b, err := driver.ReadConditionalBody(p, r, size)
+	if err != nil {
+		return "", err
+	}
+	cond := &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}
+	if ifVersion != "" {
+		cond = &blob.ModifiedAccessConditions{IfMatch: to.Ptr(azcore.ETag(ifVersion))}
+	}
+	sum := md5.Sum(b)
+	resp, err := d.blockBlob(p).Upload(ctx, streaming.NopCloser(bytes.NewReader(b)), &blockblob.UploadOptions{
+		TransactionalValidation: blob.TransferValidationTypeMD5(sum[:]),
+		AccessConditions:        &blob.AccessConditions{ModifiedAccessConditions: cond},
+	})
+	if err != nil {
+		cerr := classify(err)
+		if errors.Is(cerr, driver.ErrNotFound) {
+			cerr = fmt.Errorf("%w: no blob, want version %s: %w", driver.ErrPreconditionFailed, ifVersion, err)
+		}
+		return "", &driver.PathError{Op: "putif", Path: p, Err: cerr}
+	}
+	return etagString(resp.ETag), nil
 }
 
 // Delete implements driver.Driver: it deletes the blob at p (with its snapshots) or, if

@@ -28,8 +28,8 @@ var errInvalidRange = errors.New("requested range not satisfiable")
 //     URL, any other 404: ErrMisconfigured;
 //   - authentication and authorization failures, 401, 403: ErrPermission;
 //   - ServerBusy, 429, 503: ErrThrottled;
-//   - ConditionNotMet, 412, InvalidBlockList (the session's blocks are gone), InvalidRange:
-//     ErrPreconditionFailed;
+//   - ConditionNotMet, 412, InvalidBlockList (the session's blocks are gone), InvalidRange,
+//     BlobAlreadyExists (409 to a write with If-None-Match: *): ErrPreconditionFailed;
 //   - any other HTTP status as on every backend (httpstatus.Class): 408 and 5xx are
 //     ErrUnavailable, an unrecognised 4xx is ErrMisconfigured (never retried);
 //   - no HTTP answer (refused connections, resets, timeouts, DNS, TLS): ErrUnavailable.
@@ -68,7 +68,7 @@ func classify(err error) error {
 		re.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		return fmt.Errorf("%w: %w: %w", driver.ErrPreconditionFailed, errInvalidRange, err)
 	case bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.TargetConditionNotMet,
-		bloberror.InvalidBlockList), re.StatusCode == http.StatusPreconditionFailed:
+		bloberror.InvalidBlockList, bloberror.BlobAlreadyExists), re.StatusCode == http.StatusPreconditionFailed:
 		return fmt.Errorf("%w: %w", driver.ErrPreconditionFailed, err)
 	case re.StatusCode == http.StatusNotFound:
 		// A 404 without BlobNotFound: a wrong account, path or proxy. Not a missing object.

@@ -1,13 +1,15 @@
 // Package fault is a driver.Driver wrapper for tests that injects the failures real backends
 // produce and emulators cannot: any method failing with any error class of the driver
 // contract (throttled, unavailable, permission, misconfigured, a context deadline), on the
-// n-th call, for a number of calls or always, optionally only for some paths; and read
-// streams that break after a number of bytes.
+// n-th call, for a number of calls or always, optionally only for some paths; read
+// streams that break after a number of bytes; answers lost after the backend applied a
+// change (Rule.Lost); and calls held in mid-flight until the test releases them
+// (Rule.Hold), to reproduce races deterministically.
 //
 // Injected errors are wrapped the way a real driver wraps a classified SDK error
 // (a *driver.PathError naming the operation and path, wrapping the class), so callers see
 // exactly what they would see in production. An injected call never reaches the inner
-// driver: the backend is unchanged by it.
+// driver, so the backend is unchanged by it, except under a Lost rule.
 //
 // Who may import it: tests only.
 package fault
@@ -31,6 +33,7 @@ const (
 	Stat   = "Stat"
 	Reader = "Reader"
 	Put    = "Put"
+	PutIf  = "PutIf"
 	Delete = "Delete"
 	List   = "List"
 	Copy   = "Copy"
@@ -44,7 +47,7 @@ const (
 
 // Methods returns every method name a rule can match.
 func Methods() []string {
-	return []string{Stat, Reader, Put, Delete, List, Copy, Writer, URL, Write, State, Commit, Abort}
+	return []string{Stat, Reader, Put, PutIf, Delete, List, Copy, Writer, URL, Write, State, Commit, Abort}
 }
 
 // Class is one failure class of the driver contract that a backend can produce.
@@ -94,8 +97,27 @@ type Rule struct {
 	// Err is the error class to inject: driver.ErrThrottled, driver.ErrUnavailable,
 	// driver.ErrPermission, driver.ErrMisconfigured, driver.ErrNotFound,
 	// context.DeadlineExceeded, ... It is wrapped with the operation and path. Required
-	// unless BreakStream is set.
+	// unless BreakStream or Hold is set.
 	Err error
+
+	// Hold, when set, makes each call the rule fires on wait, before it reaches the inner
+	// driver, until Hold is closed (or yields a value) or the call's context ends (the call
+	// then fails with the context's error, like a backend call would; a held Write
+	// waits on the context of the Writer call that opened its writer). Then the call
+	// passes through, or fails with Err when Err is set. Tests use it to stop one call in mid-flight while
+	// others run (a GC sweep's Delete while a push commits, say).
+	Hold <-chan struct{}
+	// Held, when set with Hold, receives the path of each call as it starts waiting, so a
+	// test knows the call is parked. The send blocks until the test receives it (or the
+	// call's context ends).
+	Held chan<- string
+
+	// Lost, with Err, lets the call reach the inner driver and, when it succeeds there,
+	// replaces its answer with Err: the backend applied the change but the caller sees a
+	// failure, as when a response is lost to a timeout or a reset. A call that fails in the
+	// inner driver returns that failure. It applies to Put, PutIf, Delete and Copy; on
+	// other methods the rule injects Err before the call, as without Lost.
+	Lost bool
 
 	// BreakStream, on a Reader rule, lets the Reader call succeed and makes the returned
 	// stream deliver BreakAfter bytes and then fail with Err (io.ErrUnexpectedEOF when Err
@@ -137,8 +159,11 @@ func (d *Driver) Inner() driver.Driver { return d.inner }
 // Add installs r and returns its id (for Remove). Rules are consulted in the order added;
 // every matching rule counts the call, the first that fires decides the failure.
 func (d *Driver) Add(r Rule) int {
-	if r.Err == nil && !r.BreakStream {
-		panic("fault: Rule needs Err or BreakStream")
+	if r.Err == nil && !r.BreakStream && r.Hold == nil {
+		panic("fault: Rule needs Err, BreakStream or Hold")
+	}
+	if r.Lost && r.Err == nil {
+		panic("fault: a Lost rule needs Err")
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -259,16 +284,56 @@ func (d *Driver) decide(method, p string) *Rule {
 }
 
 // check returns the rule that fires on a call (nil: pass it through) and the error to
-// inject; a BreakStream rule (Reader only) injects no error here.
-func (d *Driver) check(method, p string) (*Rule, error) {
+// inject before the call; a BreakStream rule (Reader only) injects no error here, a Lost
+// rule injects its error after the call (see after), a Hold rule waits first. ctx is the
+// call's context.
+func (d *Driver) check(ctx context.Context, method, p string) (*Rule, error) {
 	r := d.decide(method, p)
 	if r == nil {
 		return nil, nil
 	}
-	if r.BreakStream {
+	if r.Hold != nil {
+		if err := hold(ctx, r, p); err != nil {
+			return r, &driver.PathError{Op: strings.ToLower(method), Path: p, Err: err}
+		}
+	}
+	if r.BreakStream || r.Err == nil || (r.Lost && losable(method)) {
 		return r, nil
 	}
 	return r, injected(method, p, r.Err)
+}
+
+// hold parks a call of rule r on path p until r.Hold releases it or ctx ends, announcing
+// it on r.Held first.
+func hold(ctx context.Context, r *Rule, p string) error {
+	if r.Held != nil {
+		select {
+		case r.Held <- p:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	select {
+	case <-r.Hold:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// losable reports whether a Lost rule lets calls of method through (others fail before the
+// call, as without Lost).
+func losable(method string) bool {
+	return method == Put || method == PutIf || method == Delete || method == Copy
+}
+
+// after returns the answer of a call that reached the inner driver with err: a Lost rule
+// replaces success with its error.
+func after(r *Rule, method, p string, err error) error {
+	if err == nil && r != nil && r.Lost {
+		return injected(method, p, r.Err)
+	}
+	return err
 }
 
 // injected wraps class like a driver's classify does: the operation and path, the class,
@@ -286,7 +351,7 @@ func (d *Driver) Name() string { return d.inner.Name() }
 
 // Stat implements driver.Driver.
 func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
-	if _, err := d.check(Stat, p); err != nil {
+	if _, err := d.check(ctx, Stat, p); err != nil {
 		return driver.Info{}, err
 	}
 	return d.inner.Stat(ctx, p)
@@ -294,12 +359,12 @@ func (d *Driver) Stat(ctx context.Context, p string) (driver.Info, error) {
 
 // Reader implements driver.Driver.
 func (d *Driver) Reader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
-	r, err := d.check(Reader, p)
+	r, err := d.check(ctx, Reader, p)
 	if err != nil {
 		return nil, err
 	}
 	rc, err := d.inner.Reader(ctx, p, offset, length)
-	if err != nil || r == nil {
+	if err != nil || r == nil || !r.BreakStream {
 		return rc, err
 	}
 	cause := r.Err
@@ -340,23 +405,38 @@ func (b *brokenReader) ObjectSize() int64 { return driver.ReaderSize(b.rc) }
 
 // Put implements driver.Driver.
 func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) error {
-	if _, err := d.check(Put, p); err != nil {
+	rule, err := d.check(ctx, Put, p)
+	if err != nil {
 		return err
 	}
-	return d.inner.Put(ctx, p, r, size)
+	return after(rule, Put, p, d.inner.Put(ctx, p, r, size))
+}
+
+// PutIf implements driver.Driver.
+func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
+	rule, err := d.check(ctx, PutIf, p)
+	if err != nil {
+		return "", err
+	}
+	v, err := d.inner.PutIf(ctx, p, r, size, ifVersion)
+	if err = after(rule, PutIf, p, err); err != nil {
+		return "", err
+	}
+	return v, nil
 }
 
 // Delete implements driver.Driver.
 func (d *Driver) Delete(ctx context.Context, p string) error {
-	if _, err := d.check(Delete, p); err != nil {
+	rule, err := d.check(ctx, Delete, p)
+	if err != nil {
 		return err
 	}
-	return d.inner.Delete(ctx, p)
+	return after(rule, Delete, p, d.inner.Delete(ctx, p))
 }
 
 // List implements driver.Driver. Rules match the listed directory.
 func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driver.Info, error) {
-	if _, err := d.check(List, dir); err != nil {
+	if _, err := d.check(ctx, List, dir); err != nil {
 		return nil, err
 	}
 	return d.inner.List(ctx, dir, after, limit)
@@ -364,15 +444,16 @@ func (d *Driver) List(ctx context.Context, dir, after string, limit int) ([]driv
 
 // Copy implements driver.Driver. Rules match the destination path.
 func (d *Driver) Copy(ctx context.Context, src, dst string) error {
-	if _, err := d.check(Copy, dst); err != nil {
+	rule, err := d.check(ctx, Copy, dst)
+	if err != nil {
 		return err
 	}
-	return d.inner.Copy(ctx, src, dst)
+	return after(rule, Copy, dst, d.inner.Copy(ctx, src, dst))
 }
 
 // URL implements driver.Driver.
 func (d *Driver) URL(ctx context.Context, p string, expiry time.Duration) (string, error) {
-	if _, err := d.check(URL, p); err != nil {
+	if _, err := d.check(ctx, URL, p); err != nil {
 		return "", err
 	}
 	return d.inner.URL(ctx, p, expiry)
@@ -381,7 +462,7 @@ func (d *Driver) URL(ctx context.Context, p string, expiry time.Duration) (strin
 // PurgeSessions implements driver.SessionPurger: the Delete rules apply with path, then
 // the inner driver's PurgeSessions, if it has one.
 func (d *Driver) PurgeSessions(ctx context.Context, p string) error {
-	if _, err := d.check(Delete, p); err != nil {
+	if _, err := d.check(ctx, Delete, p); err != nil {
 		return err
 	}
 	return driver.PurgeSessions(ctx, d.inner, p)
@@ -390,24 +471,27 @@ func (d *Driver) PurgeSessions(ctx context.Context, p string) error {
 // Writer implements driver.Driver. The writer it returns consults the rules on Write,
 // State, Commit and Abort with the writer's path.
 func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Writer, error) {
-	if _, err := d.check(Writer, p); err != nil {
+	if _, err := d.check(ctx, Writer, p); err != nil {
 		return nil, err
 	}
 	w, err := d.inner.Writer(ctx, p, resume)
 	if err != nil {
 		return nil, err
 	}
-	return &faultWriter{d: d, w: w, path: p}, nil
+	return &faultWriter{d: d, w: w, path: p, ctx: ctx}, nil
 }
 
 type faultWriter struct {
 	d    *Driver
 	w    driver.Writer
 	path string
+	// ctx is the Writer call's context, which bounds the writer's life (driver.Writer):
+	// a held Write waits on it.
+	ctx context.Context
 }
 
 func (w *faultWriter) Write(b []byte) (int, error) {
-	if _, err := w.d.check(Write, w.path); err != nil {
+	if _, err := w.d.check(w.ctx, Write, w.path); err != nil {
 		return 0, err
 	}
 	return w.w.Write(b)
@@ -416,14 +500,14 @@ func (w *faultWriter) Write(b []byte) (int, error) {
 func (w *faultWriter) Size() int64 { return w.w.Size() }
 
 func (w *faultWriter) State(ctx context.Context) ([]byte, error) {
-	if _, err := w.d.check(State, w.path); err != nil {
+	if _, err := w.d.check(ctx, State, w.path); err != nil {
 		return nil, err
 	}
 	return w.w.State(ctx)
 }
 
 func (w *faultWriter) Commit(ctx context.Context) error {
-	if _, err := w.d.check(Commit, w.path); err != nil {
+	if _, err := w.d.check(ctx, Commit, w.path); err != nil {
 		return err
 	}
 	return w.w.Commit(ctx)
@@ -432,14 +516,14 @@ func (w *faultWriter) Commit(ctx context.Context) error {
 // CommitTo implements driver.CommitterTo: the Commit rules apply with the writer's path,
 // then the inner writer's CommitTo, or Commit and the Copy rules when it has none.
 func (w *faultWriter) CommitTo(ctx context.Context, dst string) (string, error) {
-	if _, err := w.d.check(Commit, w.path); err != nil {
+	if _, err := w.d.check(ctx, Commit, w.path); err != nil {
 		return "", err
 	}
 	return driver.CommitTo(ctx, w.d, w.w, w.path, dst)
 }
 
 func (w *faultWriter) Abort(ctx context.Context) error {
-	if _, err := w.d.check(Abort, w.path); err != nil {
+	if _, err := w.d.check(ctx, Abort, w.path); err != nil {
 		return err
 	}
 	return w.w.Abort(ctx)

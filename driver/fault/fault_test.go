@@ -3,6 +3,7 @@ package fault_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"io"
 	"regexp"
@@ -42,6 +43,9 @@ func call(ctx context.Context, d driver.Driver, method string) error {
 		return err
 	case fault.Put:
 		return d.Put(ctx, "a/one", strings.NewReader("content of a/one"), -1)
+	case fault.PutIf:
+		_, err := d.PutIf(ctx, "a/new-"+rand.Text(), strings.NewReader("created"), -1, "")
+		return err
 	case fault.Delete:
 		return d.Delete(ctx, "a/gone-"+method) // NotFound when passed through
 	case fault.List:
@@ -162,8 +166,15 @@ func equalBools(a, b []bool) bool {
 // TestInjectedCallsChangeNothing: a failed Put, Delete or Commit never reaches the backend.
 func TestInjectedCallsChangeNothing(t *testing.T) {
 	d, ctx := seeded(t)
-	d.Fail(driver.ErrUnavailable, fault.Put, fault.Delete, fault.Copy, fault.Commit)
+	d.Fail(driver.ErrUnavailable, fault.Put, fault.PutIf, fault.Delete, fault.Copy, fault.Commit)
 	_ = d.Put(ctx, "a/one", strings.NewReader("changed"), -1)
+	_, _ = d.PutIf(ctx, "a/one", strings.NewReader("changed"), -1, "")
+	if _, err := d.PutIf(ctx, "a/new", strings.NewReader("created"), -1, ""); !errors.Is(err, driver.ErrUnavailable) {
+		t.Fatalf("putif: %v", err)
+	}
+	if _, err := d.Inner().Stat(ctx, "a/new"); !errors.Is(err, driver.ErrNotFound) {
+		t.Fatalf("an injected PutIf failure created the object: %v", err)
+	}
 	_ = d.Delete(ctx, "a/two")
 	_ = d.Copy(ctx, "b/three", "a/one")
 	w, err := d.Writer(ctx, "a/one", nil)
@@ -251,5 +262,111 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if d.Injected() == 0 {
 		t.Fatal("no faults injected")
+	}
+}
+
+// TestLost: a Lost rule lets the call change the backend and then reports the failure,
+// as when the answer of an applied write is lost; a call that fails in the backend keeps
+// its own error.
+func TestLost(t *testing.T) {
+	d, ctx := seeded(t)
+	d.Add(fault.Rule{Methods: []string{fault.PutIf, fault.Put, fault.Delete, fault.Copy}, Lost: true, Err: driver.ErrUnavailable})
+	if _, err := d.PutIf(ctx, "a/lease", strings.NewReader("mine"), -1, ""); !errors.Is(err, driver.ErrUnavailable) {
+		t.Fatalf("lost PutIf: %v", err)
+	}
+	if fi, err := d.Inner().Stat(ctx, "a/lease"); err != nil || fi.Size != 4 {
+		t.Fatalf("lost PutIf did not reach the backend: %+v, %v", fi, err)
+	}
+	// The repeated call fails in the backend: that answer is not replaced.
+	if _, err := d.PutIf(ctx, "a/lease", strings.NewReader("mine"), -1, ""); !errors.Is(err, driver.ErrPreconditionFailed) || errors.Is(err, driver.ErrUnavailable) {
+		t.Fatalf("repeated PutIf: want only ErrPreconditionFailed, got %v", err)
+	}
+	if err := d.Put(ctx, "a/put", strings.NewReader("p"), 1); !errors.Is(err, driver.ErrUnavailable) {
+		t.Fatalf("lost Put: %v", err)
+	}
+	if err := d.Copy(ctx, "a/put", "a/copied"); !errors.Is(err, driver.ErrUnavailable) {
+		t.Fatalf("lost Copy: %v", err)
+	}
+	if err := d.Delete(ctx, "a/two"); !errors.Is(err, driver.ErrUnavailable) {
+		t.Fatalf("lost Delete: %v", err)
+	}
+	for p, exists := range map[string]bool{"a/put": true, "a/copied": true, "a/two": false} {
+		if _, err := d.Inner().Stat(ctx, p); (err == nil) != exists {
+			t.Errorf("%s: stat %v, want exists=%v", p, err, exists)
+		}
+	}
+	// On other methods a Lost rule injects before the call.
+	d.Add(fault.Rule{Methods: []string{fault.Stat}, Lost: true, Err: driver.ErrThrottled})
+	if _, err := d.Stat(ctx, "a/one"); !errors.Is(err, driver.ErrThrottled) {
+		t.Fatalf("Lost rule on Stat: %v", err)
+	}
+}
+
+// TestHold: a held call waits until the test releases it, is announced on Held, lets
+// other calls run meanwhile, then passes through (or fails with Err); a held call whose
+// context ends fails with the context's error and changes nothing.
+func TestHold(t *testing.T) {
+	d, ctx := seeded(t)
+	release, held := make(chan struct{}), make(chan string)
+	d.Add(fault.Rule{Methods: []string{fault.Delete}, Glob: "a/*", Hold: release, Held: held, Times: 1})
+	done := make(chan error)
+	go func() { done <- d.Delete(ctx, "a/two") }()
+	if p := <-held; p != "a/two" {
+		t.Fatalf("held path %q", p)
+	}
+	// While the Delete is parked, other calls run, and the object is still there.
+	if err := d.Put(ctx, "a/three", strings.NewReader("3"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Stat(ctx, "a/two"); err != nil {
+		t.Fatalf("held Delete ran early: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("held Delete returned before release: %v", err)
+	default:
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("released Delete: %v", err)
+	}
+	if _, err := d.Stat(ctx, "a/two"); !errors.Is(err, driver.ErrNotFound) {
+		t.Fatalf("released Delete did not delete: %v", err)
+	}
+	// Times: 1, the next Delete is not held.
+	if err := d.Delete(ctx, "a/three"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Hold with Err: released, then fails without reaching the backend.
+	release2 := make(chan struct{})
+	d.Add(fault.Rule{Methods: []string{fault.PutIf}, Hold: release2, Err: driver.ErrThrottled, Times: 1})
+	go func() { _, err := d.PutIf(ctx, "a/held", strings.NewReader("x"), 1, ""); done <- err }()
+	close(release2)
+	if err := <-done; !errors.Is(err, driver.ErrThrottled) {
+		t.Fatalf("held PutIf with Err: %v", err)
+	}
+
+	// A held call gives up when its context ends.
+	d.Add(fault.Rule{Methods: []string{fault.Put}, Hold: make(chan struct{}), Times: 1})
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { done <- d.Put(cctx, "a/one", strings.NewReader("changed"), -1) }()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("held Put with cancelled context: %v", err)
+	}
+	for p, want := range map[string]string{"a/one": "content of a/one"} {
+		rc, err := d.Inner().Reader(ctx, p, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(b) != want {
+			t.Errorf("%s = %q, want %q", p, b, want)
+		}
+	}
+	if _, err := d.Inner().Stat(ctx, "a/held"); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("held PutIf with Err reached the backend: %v", err)
 	}
 }

@@ -194,14 +194,15 @@ func (d *Driver) writeTemp(ctx context.Context, r io.Reader) (string, error) {
 	return f.Name(), nil
 }
 
-// place renames tmp to the object path p, creating directories.
-func (d *Driver) place(tmp, p string) error {
+// place renames tmp to the object path p, creating directories, under p's stripe lock
+// (see lockDir).
+func (d *Driver) place(ctx context.Context, tmp, p string) error {
 	dst := d.full(p)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := d.locked(ctx, p, func() error { return os.Rename(tmp, dst) }); err != nil {
 		os.Remove(tmp)
 		return err
 	}
@@ -217,7 +218,7 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 	if err != nil {
 		return classify("put", p, err)
 	}
-	return classify("put", p, d.place(tmp, p))
+	return classify("put", p, d.place(ctx, tmp, p))
 }
 
 // Delete implements driver.Driver.
@@ -233,7 +234,7 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 	if fi.IsDir() {
 		err = os.RemoveAll(full)
 	} else {
-		err = os.Remove(full)
+		err = d.locked(ctx, p, func() error { return os.Remove(full) })
 	}
 	if err != nil {
 		return classify("delete", p, err)
@@ -333,7 +334,7 @@ func (d *Driver) Copy(ctx context.Context, src, dst string) error {
 	}
 	tmp := filepath.Join(d.root, tmpDir, "link-"+randID())
 	if err := os.Link(d.full(src), tmp); err == nil {
-		return classify("copy", dst, d.place(tmp, dst))
+		return classify("copy", dst, d.place(ctx, tmp, dst))
 	} else if errors.Is(err, fs.ErrNotExist) {
 		return classify("copy", src, err)
 	}
@@ -346,7 +347,7 @@ func (d *Driver) Copy(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return classify("copy", dst, err)
 	}
-	return classify("copy", dst, d.place(tmp, dst))
+	return classify("copy", dst, d.place(ctx, tmp, dst))
 }
 
 // URL implements driver.Driver: the filesystem cannot sign URLs.
@@ -517,7 +518,7 @@ func (w *fileWriter) commit(ctx context.Context, p string) error {
 		err = os.MkdirAll(filepath.Dir(w.d.full(p)), 0o755)
 	}
 	if err == nil {
-		err = os.Rename(w.file, w.d.full(p))
+		err = w.d.locked(ctx, p, func() error { return os.Rename(w.file, w.d.full(p)) })
 	}
 	os.Remove(w.file + ".ack")
 	if err != nil {

@@ -327,6 +327,44 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 	return nil
 }
 
+// PutIf implements driver.Driver with a single upload under a generation precondition:
+// ifGenerationMatch=0 (storage.Conditions.DoesNotExist) when ifVersion is "", else
+// ifGenerationMatch=ifVersion (versions are generations). GCS checks the precondition
+// when it finalizes the object, atomically; a failed one is HTTP 412, a race between two
+// conditional writes may also be 409: both are ErrPreconditionFailed. An ifVersion that is
+// no generation matches nothing.
+func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
+	if err := driver.CheckCall(ctx, "putif", p); err != nil {
+		return "", err
+	}
+	b, err := driver.ReadConditionalBody(p, r, size)
+	if err != nil {
+		return "", err
+	}
+	conds := storage.Conditions{DoesNotExist: true}
+	if ifVersion != "" {
+		gen, err := strconv.ParseInt(ifVersion, 10, 64)
+		if err != nil || gen <= 0 {
+			return "", &driver.PathError{Op: "putif", Path: p, Err: fmt.Errorf("%w: %q is not a generation", driver.ErrPreconditionFailed, ifVersion)}
+		}
+		conds = storage.Conditions{GenerationMatch: gen}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := d.b(ctx).Object(d.key(p)).If(conds).NewWriter(cctx)
+	w.ChunkSize = 0 // one request
+	w.ContentType = "application/octet-stream"
+	if _, err := w.Write(b); err != nil {
+		cancel()
+		_ = w.Close()
+		return "", fail(ctx, "putif", p, classifyNoObject(err))
+	}
+	if err := w.Close(); err != nil {
+		return "", fail(ctx, "putif", p, classifyNoObject(err))
+	}
+	return strconv.FormatInt(w.Attrs().Generation, 10), nil
+}
+
 // Delete implements driver.Driver.
 func (d *Driver) Delete(ctx context.Context, p string) error {
 	if err := driver.CheckCall(ctx, "delete", p); err != nil {

@@ -113,6 +113,34 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 	return nil
 }
 
+// PutIf implements driver.Driver: the version check and the store happen under the
+// driver's lock.
+func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
+	if err := driver.CheckCall(ctx, "putif", p); err != nil {
+		return "", err
+	}
+	b, err := driver.ReadConditionalBody(p, r, size)
+	if err != nil {
+		return "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fail("putif", p, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	o, ok := d.objects[p]
+	switch {
+	case ifVersion == "" && ok:
+		return "", fail("putif", p, fmt.Errorf("%w: object exists", driver.ErrPreconditionFailed))
+	case ifVersion != "" && !ok:
+		return "", fail("putif", p, fmt.Errorf("%w: no object, want version %s", driver.ErrPreconditionFailed, ifVersion))
+	case ifVersion != "" && o.version() != ifVersion:
+		return "", fail("putif", p, fmt.Errorf("%w: version %s, want %s", driver.ErrPreconditionFailed, o.version(), ifVersion))
+	}
+	d.store(p, object{data: b, modTime: time.Now()})
+	return d.objects[p].version(), nil
+}
+
 // Delete implements driver.Driver.
 func (d *Driver) Delete(ctx context.Context, p string) error {
 	if err := driver.CheckCall(ctx, "delete", p); err != nil {

@@ -40,7 +40,7 @@ func (d *Driver) copyObject(ctx context.Context, src, dst string, size int64) (e
 	source := copySource(d.bucket, d.key(src))
 	dstKey := d.key(dst)
 	if size <= d.copyThreshold {
-		in := &s3.CopyObjectInput{Bucket: &d.bucket, Key: &dstKey, CopySource: &source, StorageClass: d.storageClass}
+		in := &s3.CopyObjectInput{Bucket: &d.bucket, Key: &dstKey, CopySource: &source, StorageClass: d.storageClass, ACL: d.acl}
 		d.encryption(&in.ServerSideEncryption, &in.SSEKMSKeyId)
 		out, err := d.c(ctx).CopyObject(ctx, in)
 		if err != nil {
@@ -64,7 +64,7 @@ func (d *Driver) copyMultipart(ctx context.Context, source, dstKey string, size 
 	if n := (size + chunk - 1) / chunk; n > maxParts {
 		chunk = (size + maxParts - 1) / maxParts
 	}
-	create := &s3.CreateMultipartUploadInput{Bucket: &d.bucket, Key: &dstKey, StorageClass: d.storageClass}
+	create := &s3.CreateMultipartUploadInput{Bucket: &d.bucket, Key: &dstKey, StorageClass: d.storageClass, ACL: d.acl}
 	d.encryption(&create.ServerSideEncryption, &create.SSEKMSKeyId)
 	up, err := d.c(ctx).CreateMultipartUpload(ctx, create)
 	if err != nil {

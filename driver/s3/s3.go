@@ -86,6 +86,7 @@ type Driver struct {
 	copyThreshold int64
 	copyChunk     int64
 	storageClass  types.StorageClass
+	acl           types.ObjectCannedACL
 	sse           types.ServerSideEncryption
 	kmsKeyID      string
 	// checksums is false when Options.DisableChecksums: no CRC32 on parts.
@@ -129,6 +130,14 @@ type Options struct {
 	// KMSKeyID, when set, asks for SSE-KMS with this key instead (Encrypt is then
 	// implied).
 	KMSKeyID string
+	// ACL is the canned ACL sent with every object written (PutObject, multipart uploads
+	// and copies). Default "": none is sent and the bucket's default applies (buckets with
+	// ACLs disabled refuse most ACLs).
+	ACL types.ObjectCannedACL
+	// PresignEndpoint, when set, is the scheme://host[:port] that signed URLs point to
+	// instead of the client's endpoint (a public name for an in-cluster store). Default "":
+	// the client's endpoint.
+	PresignEndpoint string
 	// DisableChecksums turns off the CRC32 checksums of requests and responses (for
 	// S3-compatible stores without them). Default: checksums on.
 	DisableChecksums bool
@@ -187,6 +196,7 @@ func New(client *s3.Client, bucket string, opts Options) (*Driver, error) {
 		copyThreshold: cmp.Or(opts.CopyThreshold, defaultCopyThreshold),
 		copyChunk:     cmp.Or(opts.CopyChunkSize, defaultCopyChunk),
 		storageClass:  opts.StorageClass,
+		acl:           opts.ACL,
 		checksums:     !opts.DisableChecksums,
 		budgetSize:    cmp.Or(opts.MemoryBudget, defaultMemoryBudget),
 	}
@@ -235,7 +245,11 @@ func New(client *s3.Client, bucket string, opts Options) (*Driver, error) {
 		so.Retryer = standardRetryer(1, policy)
 		so.RetryMaxAttempts = 0 // the retryer's 1, not the configuration's
 	})
-	d.presign = s3.NewPresignClient(d.client)
+	d.presign = s3.NewPresignClient(d.client, func(po *s3.PresignOptions) {
+		if ep := opts.PresignEndpoint; ep != "" {
+			po.ClientOptions = append(po.ClientOptions, func(o *s3.Options) { o.BaseEndpoint = aws.String(ep) })
+		}
+	})
 	return d, nil
 }
 
@@ -436,6 +450,15 @@ func (d *Driver) putMultipart(ctx context.Context, p string, head []byte, r io.R
 // putObject stores b at key with one PutObject, with the configured encryption (and
 // storage class when data is true: sidecars stay in the default class).
 func (d *Driver) putObject(ctx context.Context, key string, b []byte, data bool, meta ...string) (*s3.PutObjectOutput, error) {
+	out, err := d.c(ctx).PutObject(ctx, d.putObjectInput(key, b, data, meta), d.bodyOptions...)
+	if err != nil {
+		return nil, failErr(ctx, err)
+	}
+	return out, nil
+}
+
+// putObjectInput is the PutObject request of putObject.
+func (d *Driver) putObjectInput(key string, b []byte, data bool, meta []string) *s3.PutObjectInput {
 	in := &s3.PutObjectInput{
 		Bucket:        &d.bucket,
 		Key:           &key,
@@ -443,6 +466,7 @@ func (d *Driver) putObject(ctx context.Context, key string, b []byte, data bool,
 		ContentLength: aws.Int64(int64(len(b))),
 	}
 	d.encryption(&in.ServerSideEncryption, &in.SSEKMSKeyId)
+	in.ACL = d.acl
 	if data {
 		in.StorageClass = d.storageClass
 	}
@@ -455,11 +479,40 @@ func (d *Driver) putObject(ctx context.Context, key string, b []byte, data bool,
 	if d.checksums {
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
 	}
+	return in
+}
+
+// PutIf implements driver.Driver with a conditional PutObject: If-None-Match: * when
+// ifVersion is "", else If-Match: ifVersion (versions are ETags). S3 compares and writes
+// atomically; it answers a failed condition with 412 PreconditionFailed, a conditional
+// write that lost a race with another one still in flight with 409
+// ConditionalRequestConflict, and If-Match on a missing key with 404 NoSuchKey: all three
+// are ErrPreconditionFailed.
+func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
+	if err := driver.CheckCall(ctx, "putif", p); err != nil {
+		return "", err
+	}
+	b, err := driver.ReadConditionalBody(p, r, size)
+	if err != nil {
+		return "", err
+	}
+	in := d.putObjectInput(d.key(p), b, false, nil)
+	if ifVersion == "" {
+		in.IfNoneMatch = aws.String("*")
+	} else {
+		in.IfMatch = aws.String(ifVersion)
+	}
 	out, err := d.c(ctx).PutObject(ctx, in, d.bodyOptions...)
 	if err != nil {
-		return nil, failErr(ctx, err)
+		cerr := failErr(ctx, err)
+		if errors.Is(cerr, driver.ErrNotFound) {
+			cerr = fmt.Errorf("%w: no object, want version %s: %w", driver.ErrPreconditionFailed, ifVersion, err)
+		}
+		return "", &driver.PathError{Op: "putif", Path: p, Err: cerr}
 	}
-	return out, nil
+	// A Stat cannot stand in for a missing ETag (another writer may have replaced the
+	// object since), so a store that sends none reports "" (unknown).
+	return aws.ToString(out.ETag), nil
 }
 
 // unsignedPayload is the SigV4 payload hash of a request whose body is not signed.

@@ -459,7 +459,7 @@ func (w *writer) nextPart(ctx context.Context, n int32) error {
 		return nil
 	}
 	d := w.d
-	in := &s3.CreateMultipartUploadInput{Bucket: &d.bucket, Key: &w.key, StorageClass: d.storageClass}
+	in := &s3.CreateMultipartUploadInput{Bucket: &d.bucket, Key: &w.key, StorageClass: d.storageClass, ACL: d.acl}
 	d.encryption(&in.ServerSideEncryption, &in.SSEKMSKeyId)
 	if d.checksums {
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32

@@ -78,6 +78,11 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentPutSamePath", testConcurrentPut},
 		{"ContextCanceled", testContextCanceled},
+		{"PutIfAbsent", testPutIfAbsent},
+		{"PutIfMatch", testPutIfMatch},
+		{"PutIfRaceAbsent", testPutIfRaceAbsent},
+		{"PutIfRaceMatch", testPutIfRaceMatch},
+		{"PutIfRefused", testPutIfRefused},
 		{"URL", testURL},
 	}
 	for _, c := range cases {
@@ -288,6 +293,17 @@ func testList(t *testing.T, h *Harness, dir string) {
 	}
 	if len(got) != 2 || got[0].Path != dir+"/c" || got[1].Path != dir+"/c-d" {
 		t.Errorf("List after b limit 2: got %v", names(got))
+	}
+	// A bound that names no entry and is no valid path (the repository walk lists "at or
+	// after c" with "b~", above every name beginning with "b"): a string comparison.
+	for _, tc := range []struct{ after, first string }{{dir + "/b~", dir + "/c"}, {dir + "/c,~", dir + "/c-d"}, {dir + "/c-~", dir + "/c.f"}} {
+		got, err = d.List(ctx(t), dir, tc.after, 1)
+		if err != nil {
+			t.Fatalf("List after %q: %v", tc.after, err)
+		}
+		if len(got) != 1 || got[0].Path != tc.first {
+			t.Errorf("List after %q limit 1: got %v, want %s", tc.after, names(got), tc.first)
+		}
 	}
 	got, err = d.List(ctx(t), dir+"/a", "", 0)
 	if err != nil {
