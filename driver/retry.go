@@ -231,7 +231,7 @@ func (r *retryDriver) PutIf(ctx context.Context, path string, body io.Reader, si
 		if attempt > 1 {
 			if _, err := s.Seek(start, io.SeekStart); err != nil {
 				rewindErr = err
-				return nil // stop retrying; reported below
+				return nil //nolint:nilerr // ends the retries; rewindErr is reported below
 			}
 		}
 		var err error
@@ -242,7 +242,7 @@ func (r *retryDriver) PutIf(ctx context.Context, path string, body io.Reader, si
 		return err
 	})
 	if rewindErr != nil {
-		return "", &PathError{Op: "putif", Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %v", ErrUnavailable, rewindErr)}
+		return "", &PathError{Op: "putif", Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %w", ErrUnavailable, rewindErr)}
 	}
 	return version, err
 }

@@ -720,7 +720,7 @@ func (m *Migration) manifestRefs(ctx context.Context, d digest.Digest) (refs, ch
 	var mj manifestJSON
 	if err := json.Unmarshal(b, &mj); err != nil {
 		// Not a manifest registryd can parse (schema 1, ...): copied as is, no references.
-		return []digest.Digest{}, nil, nil
+		return []digest.Digest{}, nil, nil //nolint:nilerr // see above
 	}
 	if mj.Config != nil {
 		refs = append(refs, mj.Config.Digest)
