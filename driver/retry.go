@@ -44,6 +44,44 @@ func (p RetryPolicy) Backoff(retry int, rnd *rand.Rand) time.Duration {
 	return time.Duration(rnd.Int64N(int64(ceiling)))
 }
 
+// errRetryEnded marks the error of Do when ctx ended before the next attempt.
+var errRetryEnded = errors.New("gave up retrying")
+
+// Do runs f (attempt counts from 1) until it succeeds, fails with an error that is not
+// Retryable, or p.MaxAttempts attempts are spent, sleeping p.Backoff between attempts, and
+// returns f's last error. When ctx ends before the next attempt, Do returns at once with an
+// error wrapping ctx.Err() that names the attempts made and the last failure. The jitter
+// source is created on the first retry and belongs to this call.
+func (p RetryPolicy) Do(ctx context.Context, f func(attempt int) error) error {
+	var rnd *rand.Rand
+	for attempt := 1; ; attempt++ {
+		err := f(attempt)
+		if err == nil || !Retryable(err) || attempt >= p.MaxAttempts {
+			return err
+		}
+		ended := func() error {
+			// The last failure is context: the call ended because ctx did, and must not
+			// read as that failure (as ErrUnavailable, say).
+			return fmt.Errorf("%w: %w (after %d attempts, last: %v)", errRetryEnded, ctx.Err(), attempt, err) //nolint:errorlint // see above
+		}
+		if ctx.Err() != nil {
+			return ended()
+		}
+		if rnd == nil {
+			rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		}
+		if wait := p.Backoff(attempt, rnd); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ended()
+			case <-t.C:
+			}
+		}
+	}
+}
+
 // Retryable reports whether err is a transient backend failure worth retrying: it wraps
 // ErrThrottled or ErrUnavailable and none of the definite answers (ErrNotFound,
 // ErrPermission, ErrMisconfigured, ErrPreconditionFailed, ErrInvalidPath, ErrUnsupported)
@@ -116,32 +154,14 @@ type retryDriver struct {
 	p      RetryPolicy
 }
 
-// do runs op until it succeeds, fails with a non-retryable error, runs out of attempts or
-// ctx ends. The jitter source is created on the first retry and belongs to this call.
+// do runs op under Do with a context marked RetriedByCaller.
 func (r *retryDriver) do(ctx context.Context, name, path string, op func(ctx context.Context, attempt int) error) error {
 	inner := context.WithValue(ctx, retriedKey{}, true)
-	var rnd *rand.Rand
-	for attempt := 1; ; attempt++ {
-		err := op(inner, attempt)
-		if err == nil || !Retryable(err) || attempt >= r.p.MaxAttempts {
-			return err
-		}
-		if cerr := ctx.Err(); cerr != nil {
-			return &PathError{Op: name, Path: path, Err: fmt.Errorf("%w (after %d attempts, last: %v)", cerr, attempt, err)}
-		}
-		if rnd == nil {
-			rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-		}
-		if wait := r.p.Backoff(attempt, rnd); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return &PathError{Op: name, Path: path, Err: fmt.Errorf("%w (after %d attempts, last: %v)", ctx.Err(), attempt, err)}
-			case <-t.C:
-			}
-		}
+	err := r.p.Do(ctx, func(attempt int) error { return op(inner, attempt) })
+	if errors.Is(err, errRetryEnded) {
+		return &PathError{Op: name, Path: path, Err: err}
 	}
+	return err
 }
 
 func (r *retryDriver) Stat(ctx context.Context, path string) (Info, error) {
@@ -210,13 +230,13 @@ func (r *retryDriver) rewinding(ctx context.Context, op, path string, body io.Re
 		if attempt > 1 {
 			if _, err := s.Seek(start, io.SeekStart); err != nil {
 				rewindErr = err
-				return nil // stop retrying; reported below
+				return nil //nolint:nilerr // ends the retries; rewindErr is reported below
 			}
 		}
 		return call(ctx, attempt)
 	})
 	if rewindErr != nil {
-		return &PathError{Op: op, Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %v", ErrUnavailable, rewindErr)}
+		return &PathError{Op: op, Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %w", ErrUnavailable, rewindErr)}
 	}
 	return err
 }

@@ -447,7 +447,7 @@ func (f *fsck) checkManifest(ctx context.Context, repo string, d digest.Digest, 
 	}
 	for _, c := range refs.Manifests {
 		p, what := revisionLinkPath(repo, c), "index references a child manifest the repository does not hold"
-		gone := false
+		var gone bool
 		if rl.revisions[c] {
 			// Linked: its data must be there too (the child's own link is reported
 			// dangling as well).
