@@ -386,12 +386,15 @@ func PurgeSessions(ctx context.Context, d Driver, path string) error {
 // MaxConditionalSize is the largest body Driver.PutIf accepts.
 const MaxConditionalSize = 4 << 20
 
-// ReadConditionalBody reads the body of a PutIf call on path into memory: exactly size
-// bytes when size >= 0, else everything up to EOF. A body larger than MaxConditionalSize
-// is refused with ErrUnsupported; a body whose length differs from size, or that fails to
-// read, with ErrUnavailable (a context error of the reader is passed through). Drivers
-// call it after CheckCall.
-func ReadConditionalBody(path string, r io.Reader, size int64) ([]byte, error) {
+// ReadConditionalBody begins a driver's PutIf on path: it checks the call (CheckCall:
+// the path, then ctx), then reads the body into memory: exactly size bytes when size >=
+// 0, else everything up to EOF. A body larger than MaxConditionalSize is refused with
+// ErrUnsupported before it is read; a body whose length differs from size, or that fails
+// to read, with ErrUnavailable (a context error of the reader is passed through).
+func ReadConditionalBody(ctx context.Context, path string, r io.Reader, size int64) ([]byte, error) {
+	if err := CheckCall(ctx, "putif", path); err != nil {
+		return nil, err
+	}
 	if size > MaxConditionalSize {
 		return nil, &PathError{Op: "putif", Path: path, Err: fmt.Errorf("%w: conditional write of %d bytes, at most %d", ErrUnsupported, size, MaxConditionalSize)}
 	}

@@ -469,21 +469,10 @@ func (g *gcRun) put(ctx context.Context, p string, b []byte) error {
 	return g.c.Put(ctx, p, bytes.NewReader(b), int64(len(b)))
 }
 
-// listAll lists every entry directly under dir, page by page.
+// listAll lists every entry directly under dir, page by page, through the run's counting
+// driver.
 func (g *gcRun) listAll(ctx context.Context, dir string) ([]driver.Info, error) {
-	var out []driver.Info
-	after := ""
-	for {
-		l, err := g.c.List(ctx, dir, after, 1000)
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", dir, err)
-		}
-		out = append(out, l...)
-		if len(l) < 1000 {
-			return out, nil
-		}
-		after = l[len(l)-1].Path
-	}
+	return listAll(ctx, g.c, dir)
 }
 
 // listDigests returns the digests of a <dir>/<alg>/<hex>/... tree (layer links,

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	mathrand "math/rand/v2"
 	"os"
 	"time"
 
@@ -101,23 +100,15 @@ func gcOptions(g config.GC, log *slog.Logger) storage.GCOptions {
 	return opts
 }
 
-// collectGarbage runs storage.gc in the background of serve until ctx ends: the first
-// run after a random delay of up to a minute (or of the interval, when shorter), then
-// every interval, give or take a tenth at random, so replicas started together do not
-// contend in step. A run another replica holds the lease for is skipped. A read-only
-// registry does not collect.
+// collectGarbage runs storage.gc in the background of serve until ctx ends, at the times
+// periodically chooses. A run another replica holds the lease for is skipped. A
+// read-only registry does not collect.
 func collectGarbage(ctx context.Context, reg *storage.Registry, cfg *config.Config, log *slog.Logger, m *gcMetrics) {
 	g := cfg.Storage.GC
 	if !g.Enabled || cfg.Storage.Maintenance.ReadOnly.Enabled {
 		return
 	}
-	delay := time.Duration(mathrand.Int64N(int64(min(g.Interval, time.Minute)) + 1))
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
+	periodically(ctx, g.Interval, func() {
 		rep, err := reg.RunGC(ctx, gcOptions(g, log), storage.LeaseOptions{})
 		if ctx.Err() != nil {
 			return
@@ -126,8 +117,7 @@ func collectGarbage(ctx context.Context, reg *storage.Registry, cfg *config.Conf
 		if errors.Is(err, storage.ErrLeaseHeld) {
 			log.Info("garbage collection skipped: another replica is running it", "error", err)
 		}
-		delay = g.Interval + time.Duration(mathrand.Int64N(int64(g.Interval/5)+1)) - g.Interval/10
-	}
+	})
 }
 
 const gcUsage = `Usage: registryd gc [--dry-run] [--plan FILE] [-c FILE | FILE]

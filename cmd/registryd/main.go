@@ -126,22 +126,14 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 }
 
-// purgeUploads removes old uploads (storage.maintenance.uploadpurging) until ctx ends:
-// first after a random delay of up to a minute (or of the interval, when shorter), so
-// replicas started together do not purge in step, then every interval. A read-only
-// registry does not purge.
+// purgeUploads removes old uploads (storage.maintenance.uploadpurging) until ctx ends, at
+// the times periodically chooses. A read-only registry does not purge.
 func purgeUploads(ctx context.Context, reg *storage.Registry, cfg *config.Config, log *slog.Logger) {
 	up := cfg.Storage.Maintenance.UploadPurging
 	if !*up.Enabled || cfg.Storage.Maintenance.ReadOnly.Enabled {
 		return
 	}
-	delay := time.Duration(mathrand.Int64N(int64(min(up.Interval, time.Minute)) + 1))
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
+	periodically(ctx, up.Interval, func() {
 		start := time.Now()
 		n, err := reg.PurgeUploads(ctx, start.Add(-up.Age), up.DryRun)
 		if err != nil && ctx.Err() == nil {
@@ -149,7 +141,22 @@ func purgeUploads(ctx context.Context, reg *storage.Registry, cfg *config.Config
 		} else if err == nil {
 			log.Info("upload purging done", "purged", n, "dryrun", up.DryRun, "age", up.Age, "took", time.Since(start))
 		}
-		delay = up.Interval
+	})
+}
+
+// periodically calls run until ctx ends: first after a random delay of up to a minute (or
+// of the interval, when shorter), then every interval give or take a tenth at random, so
+// replicas started together do not contend in step. run is never called concurrently.
+func periodically(ctx context.Context, interval time.Duration, run func()) {
+	delay := time.Duration(mathrand.Int64N(int64(min(interval, time.Minute)) + 1))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		run()
+		delay = interval + time.Duration(mathrand.Int64N(int64(interval/5)+1)) - interval/10
 	}
 }
 

@@ -359,10 +359,7 @@ func classifyReadErr(err error) error {
 // 412 ConditionNotMet and an If-None-Match: * on an existing blob with 409
 // BlobAlreadyExists, both ErrPreconditionFailed here, as is If-Match on a missing blob.
 func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
-	if err := driver.CheckCall(ctx, "putif", p); err != nil {
-		return "", err
-	}
-	b, err := driver.ReadConditionalBody(p, r, size)
+	b, err := driver.ReadConditionalBody(ctx, p, r, size)
 	if err != nil {
 		return "", err
 	}

@@ -99,10 +99,7 @@ func (d *Driver) locked(ctx context.Context, p string, fn func() error) error {
 // and its modification time is taken from the nanosecond clock, so the version changes
 // on every PutIf.
 func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
-	if err := driver.CheckCall(ctx, "putif", p); err != nil {
-		return "", err
-	}
-	b, err := driver.ReadConditionalBody(p, r, size)
+	b, err := driver.ReadConditionalBody(ctx, p, r, size)
 	if err != nil {
 		return "", err
 	}

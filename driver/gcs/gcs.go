@@ -334,10 +334,7 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 // conditional writes may also be 409: both are ErrPreconditionFailed. An ifVersion that is
 // no generation matches nothing.
 func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
-	if err := driver.CheckCall(ctx, "putif", p); err != nil {
-		return "", err
-	}
-	b, err := driver.ReadConditionalBody(p, r, size)
+	b, err := driver.ReadConditionalBody(ctx, p, r, size)
 	if err != nil {
 		return "", err
 	}

@@ -116,10 +116,7 @@ func (d *Driver) Put(ctx context.Context, p string, r io.Reader, size int64) err
 // PutIf implements driver.Driver: the version check and the store happen under the
 // driver's lock.
 func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
-	if err := driver.CheckCall(ctx, "putif", p); err != nil {
-		return "", err
-	}
-	b, err := driver.ReadConditionalBody(p, r, size)
+	b, err := driver.ReadConditionalBody(ctx, p, r, size)
 	if err != nil {
 		return "", err
 	}

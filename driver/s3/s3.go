@@ -489,10 +489,7 @@ func (d *Driver) putObjectInput(key string, b []byte, data bool, meta []string) 
 // ConditionalRequestConflict, and If-Match on a missing key with 404 NoSuchKey: all three
 // are ErrPreconditionFailed.
 func (d *Driver) PutIf(ctx context.Context, p string, r io.Reader, size int64, ifVersion string) (string, error) {
-	if err := driver.CheckCall(ctx, "putif", p); err != nil {
-		return "", err
-	}
-	b, err := driver.ReadConditionalBody(p, r, size)
+	b, err := driver.ReadConditionalBody(ctx, p, r, size)
 	if err != nil {
 		return "", err
 	}
