@@ -35,7 +35,7 @@ import (
 // gcStorage adds an online GC section running every interval with a short grace period
 // to a storage section.
 func gcStorage(storage string, interval, grace time.Duration) string {
-	return storage + fmt.Sprintf("  gc:\n    enabled: true\n    interval: %s\n    graceperiod: %s\n", interval, grace)
+	return storage + fmt.Sprintf("  gc:\n    enabled: true\n    interval: %s\n    graceperiod: %s\n    announce: 1s\n", interval, grace)
 }
 
 // gcWorkload pushes, re-tags and deletes from several clients on random replicas until
@@ -282,7 +282,7 @@ func TestGCDistributionServesAfter(t *testing.T) {
 	r.Stop()
 	time.Sleep(2200 * time.Millisecond) // past the grace period and the push markers, in whole seconds
 	cfgPath := filepath.Join(t.TempDir(), "gc.yml")
-	if err := os.WriteFile(cfgPath, []byte(registryConfig(storage+"  gc:\n    graceperiod: 1ms\n", "")), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(registryConfig(storage+"  gc:\n    graceperiod: 1ms\n    announce: 1s\n", "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

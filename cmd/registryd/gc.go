@@ -210,7 +210,8 @@ func runGCCommand(ctx context.Context, args, environ []string, stdout, stderr io
 		return exitFailure
 	}
 	d = driver.WithRetry(d, retryPolicy(cfg.Storage.Retry))
-	reg, err := storage.New(d, storage.Options{Secret: []byte("registryd gc: signs no upload token"), Logger: newLogger(cfg.Log, stderr)})
+	reg, err := storage.New(d, storage.Options{Secret: []byte("registryd gc: signs no upload token"), Logger: newLogger(cfg.Log, stderr),
+		Collected: true, GCAnnounce: cfg.Storage.GC.Announce})
 	if err != nil {
 		fmt.Fprintln(stderr, "registryd: gc:", err)
 		return exitFailure
