@@ -238,9 +238,16 @@ func TestGCOnlineReplicas(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			storage := gcStorage(b.storage(t), 2*time.Second, 3*time.Second)
 			cfg := registryConfig(storage, "")
+			// The third replica does not collect: it protects its pushes once it has
+			// found the collector's announcement in the bucket.
+			noGC := registryConfig(strings.Replace(storage, "enabled: true", "enabled: false", 1), "")
 			rs := make([]*testenv.Registryd, 3)
 			for i := range rs {
-				rs[i] = testenv.StartRegistryd(t, cfg)
+				c := cfg
+				if i == 2 {
+					c = noGC
+				}
+				rs[i] = testenv.StartRegistryd(t, c)
 			}
 			ok, failed := gcWorkload(t, rs, 4, 15*time.Second)
 			t.Logf("workload: %d operations succeeded, %d failed", ok, failed)
