@@ -249,8 +249,9 @@ func TestGCFirstRunWaitsAnnounce(t *testing.T) {
 }
 
 // TestGCUnprotectedPushBeforeFirstRun: a replica that still trusts "never collected"
-// mounts an orphan blob and pushes a manifest referencing it, without any protection,
-// while the first run on the bucket is announcing itself; the run keeps both.
+// (its last check answered just before the announcement was written) mounts an orphan
+// blob and pushes a manifest referencing it, without any protection, while the first run
+// on the bucket is announcing itself; the run keeps both.
 func TestGCUnprotectedPushBeforeFirstRun(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
@@ -263,10 +264,6 @@ func TestGCUnprotectedPushBeforeFirstRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	settleCollected(pusher)
-	if pusher.gcProtected() {
-		t.Fatal("protected on a bucket never collected")
-	}
 	h := f.holdAt("Put", gcAnnouncingPath())
 	runner, err := New(f.hooks, Options{Secret: []byte("0123456789abcdef0123"), GCAnnounce: announce})
 	if err != nil {
@@ -275,13 +272,17 @@ func TestGCUnprotectedPushBeforeFirstRun(t *testing.T) {
 	done := make(chan error, 1)
 	time.Sleep(5 * time.Millisecond)
 	go func() {
-		_, err := runner.runGC(ctx, testGCOptions(), LeaseOptions{}, gcClock{})
+		// Without the lease (CollectGarbage's path): _gc/ is still empty when the run
+		// is about to write _gc/announcing.
+		_, err := runner.collect(ctx, testGCOptions(), gcClock{})
 		done <- err
 	}()
 	wait(t, h.reached, "the announcement")
 	f.hooks.set(nil)
+	// The pusher's last check answered just before the announcement was written.
+	settleCollected(pusher)
 	if pusher.gcProtected() {
-		t.Fatal("the pusher already protected: the test proves nothing")
+		t.Fatal("the pusher protected on a bucket never collected: the test proves nothing")
 	}
 	if ok, err := pusher.MountBlob(ctx, "b", "", o); !ok || err != nil {
 		t.Fatalf("mount: %v %v", ok, err)
@@ -299,6 +300,61 @@ func TestGCUnprotectedPushBeforeFirstRun(t *testing.T) {
 	}
 	if !f.hasBlob(o) || !f.hasLink("b", o) || !f.hasManifest("b", digest.FromBytes(body)) {
 		t.Fatal("the unprotected push was swept")
+	}
+	f.checkIntegrity()
+}
+
+// TestGCUnprotectedReplicaProtectedByMark: a replica whose last check answered just
+// before the first run announced itself protects its pushes by the time the run marks
+// (the run waited the announce period; the answer is stale): a mount of an orphan blob
+// and a manifest referencing it, both during mark, survive the sweep.
+func TestGCUnprotectedReplicaProtectedByMark(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	o := f.blob("a", "orphan")
+	f.image("b", "base", nil, "cfg", "base layer")
+	_ = f.r.DeleteBlob(ctx, "a", o)
+	const announce = 400 * time.Millisecond
+	pusher, err := New(f.hooks, Options{Secret: []byte("0123456789abcdef0123"), GCAnnounce: announce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner, err := New(f.hooks, Options{Secret: []byte("0123456789abcdef0123"), GCAnnounce: announce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1 := f.holdAt("Put", gcAnnouncingPath())
+	done := make(chan error, 1)
+	time.Sleep(5 * time.Millisecond)
+	go func() {
+		_, err := runner.collect(ctx, testGCOptions(), gcClock{})
+		done <- err
+	}()
+	wait(t, h1.reached, "the announcement")
+	settleCollected(pusher)
+	if pusher.gcProtected() {
+		t.Fatal("the pusher protected on a bucket never collected: the test proves nothing")
+	}
+	h2 := f.holdAt("List", blobsDir()) // mark's blob walk
+	close(h1.release)
+	wait(t, h2.reached, "mark")
+	f.hooks.set(nil)
+	if !pusher.gcProtected() {
+		t.Fatal("the pusher still trusts its answer while the run marks")
+	}
+	if ok, err := pusher.MountBlob(ctx, "b", "", o); !ok || err != nil {
+		t.Fatalf("mount: %v %v", ok, err)
+	}
+	body := imageBody(t, "cfg", "orphan")
+	if _, err := pusher.PutManifest(ctx, "b", "v1", body, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	close(h2.release)
+	if err := waitErr(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if !f.hasBlob(o) || !f.hasLink("b", o) || !f.hasManifest("b", digest.FromBytes(body)) {
+		t.Fatal("the push during mark was swept")
 	}
 	f.checkIntegrity()
 }
