@@ -342,7 +342,7 @@ func (c *Controller) unauthorized(need []Scope, errCode string) error {
 func (c *Controller) denied(need []Scope) error {
 	e := regerr.Denied.WithDetail(details(need))
 	if c.token != nil {
-		e.WithHeader("WWW-Authenticate", c.challenge(need, "insufficient_scope"))
+		e = e.WithHeader("WWW-Authenticate", c.challenge(need, "insufficient_scope"))
 	}
 	return e
 }

@@ -211,7 +211,7 @@ func (h *htpasswd) reload() (changed bool, err error) {
 		same := sum == h.sum
 		h.mu.RUnlock()
 		if same {
-			h.noteErr(nil)
+			_ = h.noteErr(nil) // forget the last error: the file reads well again
 			return false, nil
 		}
 		var users map[string][]byte

@@ -74,6 +74,7 @@ func TestBenchMigrate(t *testing.T) {
 	var mu sync.Mutex
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
+	//nolint:staticcheck // SA1019: the classic upload manager, as in the S3 benchmark's baseline
 	up := manager.NewUploader(c, func(u *manager.Uploader) { u.PartSize, u.Concurrency = partSize, partConc })
 	for i, size := range sizes {
 		total += size
@@ -87,6 +88,7 @@ func TestBenchMigrate(t *testing.T) {
 			hex := strings.TrimPrefix(dg, "sha256:")
 			key := "docker/registry/v2/blobs/sha256/" + hex[:2] + "/" + hex + "/data"
 			link := fmt.Sprintf("docker/registry/v2/repositories/bench/r%d/_layers/sha256/%s/link", i%8, hex)
+			//nolint:staticcheck // SA1019: as above
 			if _, err := up.Upload(ctx, &s3.PutObjectInput{Bucket: &src, Key: &key, Body: newStream(seed, size)}); err != nil {
 				t.Error(err)
 				return
@@ -190,6 +192,7 @@ func describeSet(sizes []int64) string {
 // directCopy copies keys from bucket src to dst, 8 objects at a time, each streamed from
 // GetObject into the upload manager.
 func directCopy(ctx context.Context, c *s3.Client, src, dst string, keys []string) error {
+	//nolint:staticcheck // SA1019: the classic upload manager is the direct copy's baseline
 	up := manager.NewUploader(c, func(u *manager.Uploader) {
 		u.PartSize, u.Concurrency = partSize, partConc
 		u.ClientOptions = append(u.ClientOptions, unsignedPayload)
@@ -209,6 +212,7 @@ func directCopy(ctx context.Context, c *s3.Client, src, dst string, keys []strin
 				return
 			}
 			defer out.Body.Close()
+			//nolint:staticcheck // SA1019: as above
 			if _, err := up.Upload(ctx, &s3.PutObjectInput{Bucket: &dst, Key: &key, Body: out.Body}); err != nil {
 				errs <- err
 			}
@@ -250,7 +254,7 @@ func runMigrate(ctx context.Context, bin, from, to string) (time.Duration, int64
 	close(done)
 	<-polled
 	if err != nil {
-		return 0, 0, fmt.Errorf("migrate: %v\n%s", err, out.String())
+		return 0, 0, fmt.Errorf("migrate: %w\n%s", err, out.String())
 	}
 	return took, rss, nil
 }

@@ -59,12 +59,14 @@ func (d *direct) name() string {
 func (d *direct) pid() int { return 0 }
 
 func (d *direct) push(ctx context.Context, key string, seed uint64, size int64, _ string) error {
+	//nolint:staticcheck // SA1019: the classic upload manager is the baseline every committed table measured
 	up := manager.NewUploader(d.c, func(u *manager.Uploader) {
 		u.PartSize, u.Concurrency = partSize, partConc
 		if d.unsigned {
 			u.ClientOptions = append(u.ClientOptions, unsignedPayload)
 		}
 	})
+	//nolint:staticcheck // SA1019: as above
 	_, err := up.Upload(ctx, &s3.PutObjectInput{Bucket: &d.bucket, Key: &key, Body: newStream(seed, size)})
 	return err
 }

@@ -182,6 +182,10 @@ func (c *Config) validateDistribution() error {
 	v := &validator{sources: c.sources}
 	if p := c.HTTP.Prefix; p != "" && (!strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#%") || strings.Contains(p, "//")) {
 		v.errorf("http.prefix", "must be a path with leading and trailing slashes (/my/registry/), got %q", p)
+	} else if strings.HasPrefix(p, "/v2/") || strings.Contains(p, "/./") || strings.Contains(p, "/../") {
+		// Requests without the prefix are served as well: a prefix under /v2/ would take
+		// the root API's own paths (/v2/<name>/...) for prefixed ones.
+		v.errorf("http.prefix", "must not be /v2/ or under it, nor hold . or .. segments, got %q", p)
 	}
 	switch c.HTTP.Net {
 	case "", "tcp":

@@ -292,7 +292,7 @@ func (c *Config) setElement(parts []string, k, val string) (bool, error) {
 	case reflect.Slice:
 		i, err := strconv.Atoi(parts[n-1])
 		if err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // not an index: no such key, which is the answer
 		}
 		if i < 0 || i > fv.Len() {
 			return true, &Error{Key: path, Source: k, Msg: fmt.Sprintf("index %d: the list has %d items (an index equal to the length appends)", i, fv.Len())}

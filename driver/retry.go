@@ -44,6 +44,44 @@ func (p RetryPolicy) Backoff(retry int, rnd *rand.Rand) time.Duration {
 	return time.Duration(rnd.Int64N(int64(ceiling)))
 }
 
+// errRetryEnded marks the error of Do when ctx ended before the next attempt.
+var errRetryEnded = errors.New("gave up retrying")
+
+// Do runs f (attempt counts from 1) until it succeeds, fails with an error that is not
+// Retryable, or p.MaxAttempts attempts are spent, sleeping p.Backoff between attempts, and
+// returns f's last error. When ctx ends before the next attempt, Do returns at once with an
+// error wrapping ctx.Err() that names the attempts made and the last failure. The jitter
+// source is created on the first retry and belongs to this call.
+func (p RetryPolicy) Do(ctx context.Context, f func(attempt int) error) error {
+	var rnd *rand.Rand
+	for attempt := 1; ; attempt++ {
+		err := f(attempt)
+		if err == nil || !Retryable(err) || attempt >= p.MaxAttempts {
+			return err
+		}
+		ended := func() error {
+			// The last failure is context: the call ended because ctx did, and must not
+			// read as that failure (as ErrUnavailable, say).
+			return fmt.Errorf("%w: %w (after %d attempts, last: %v)", errRetryEnded, ctx.Err(), attempt, err) //nolint:errorlint // see above
+		}
+		if ctx.Err() != nil {
+			return ended()
+		}
+		if rnd == nil {
+			rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		}
+		if wait := p.Backoff(attempt, rnd); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ended()
+			case <-t.C:
+			}
+		}
+	}
+}
+
 // Retryable reports whether err is a transient backend failure worth retrying: it wraps
 // ErrThrottled or ErrUnavailable and none of the definite answers (ErrNotFound,
 // ErrPermission, ErrMisconfigured, ErrPreconditionFailed, ErrInvalidPath, ErrUnsupported)
@@ -116,32 +154,14 @@ type retryDriver struct {
 	p      RetryPolicy
 }
 
-// do runs op until it succeeds, fails with a non-retryable error, runs out of attempts or
-// ctx ends. The jitter source is created on the first retry and belongs to this call.
+// do runs op under Do with a context marked RetriedByCaller.
 func (r *retryDriver) do(ctx context.Context, name, path string, op func(ctx context.Context, attempt int) error) error {
 	inner := context.WithValue(ctx, retriedKey{}, true)
-	var rnd *rand.Rand
-	for attempt := 1; ; attempt++ {
-		err := op(inner, attempt)
-		if err == nil || !Retryable(err) || attempt >= r.p.MaxAttempts {
-			return err
-		}
-		if cerr := ctx.Err(); cerr != nil {
-			return &PathError{Op: name, Path: path, Err: fmt.Errorf("%w (after %d attempts, last: %v)", cerr, attempt, err)}
-		}
-		if rnd == nil {
-			rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-		}
-		if wait := r.p.Backoff(attempt, rnd); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return &PathError{Op: name, Path: path, Err: fmt.Errorf("%w (after %d attempts, last: %v)", ctx.Err(), attempt, err)}
-			case <-t.C:
-			}
-		}
+	err := r.p.Do(ctx, func(attempt int) error { return op(inner, attempt) })
+	if errors.Is(err, errRetryEnded) {
+		return &PathError{Op: name, Path: path, Err: err}
 	}
+	return err
 }
 
 func (r *retryDriver) Stat(ctx context.Context, path string) (Info, error) {
@@ -168,28 +188,9 @@ func (r *retryDriver) Reader(ctx context.Context, path string, offset, length in
 }
 
 func (r *retryDriver) Put(ctx context.Context, path string, body io.Reader, size int64) error {
-	s, ok := body.(io.Seeker)
-	if !ok {
-		return r.Driver.Put(ctx, path, body, size)
-	}
-	start, err := s.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return r.Driver.Put(ctx, path, body, size)
-	}
-	var rewindErr error
-	err = r.do(ctx, "put", path, func(ctx context.Context, attempt int) error {
-		if attempt > 1 {
-			if _, err := s.Seek(start, io.SeekStart); err != nil {
-				rewindErr = err
-				return nil // stop retrying; reported below
-			}
-		}
+	return r.rewinding(ctx, "put", path, body, func(ctx context.Context, _ int) error {
 		return r.Driver.Put(ctx, path, body, size)
 	})
-	if rewindErr != nil {
-		return &PathError{Op: "put", Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %v", ErrUnavailable, rewindErr)}
-	}
-	return err
 }
 
 // PutIf retries like Put (only when body is an io.Seeker, rewound for each attempt). An
@@ -197,23 +198,8 @@ func (r *retryDriver) Put(ctx context.Context, path string, body io.Reader, size
 // retry does not prove that another writer won: the error then says so, and the caller
 // reads the object back when it must know (see Driver.PutIf).
 func (r *retryDriver) PutIf(ctx context.Context, path string, body io.Reader, size int64, ifVersion string) (string, error) {
-	s, ok := body.(io.Seeker)
-	if !ok {
-		return r.Driver.PutIf(ctx, path, body, size, ifVersion)
-	}
-	start, err := s.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return r.Driver.PutIf(ctx, path, body, size, ifVersion)
-	}
 	var version string
-	var rewindErr error
-	err = r.do(ctx, "putif", path, func(ctx context.Context, attempt int) error {
-		if attempt > 1 {
-			if _, err := s.Seek(start, io.SeekStart); err != nil {
-				rewindErr = err
-				return nil // stop retrying; reported below
-			}
-		}
+	err := r.rewinding(ctx, "putif", path, body, func(ctx context.Context, attempt int) error {
 		var err error
 		version, err = r.Driver.PutIf(ctx, path, body, size, ifVersion)
 		if attempt > 1 && errors.Is(err, ErrPreconditionFailed) {
@@ -221,10 +207,38 @@ func (r *retryDriver) PutIf(ctx context.Context, path string, body io.Reader, si
 		}
 		return err
 	})
-	if rewindErr != nil {
-		return "", &PathError{Op: "putif", Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %v", ErrUnavailable, rewindErr)}
+	if err != nil {
+		return "", err
 	}
-	return version, err
+	return version, nil
+}
+
+// rewinding runs call, a write that reads body, under the retry policy when body is an
+// io.Seeker whose position is known, rewinding it to where it started before each retry;
+// any other body is written once (call gets attempt 1).
+func (r *retryDriver) rewinding(ctx context.Context, op, path string, body io.Reader, call func(ctx context.Context, attempt int) error) error {
+	s, ok := body.(io.Seeker)
+	if !ok {
+		return call(ctx, 1)
+	}
+	start, err := s.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return call(ctx, 1)
+	}
+	var rewindErr error
+	err = r.do(ctx, op, path, func(ctx context.Context, attempt int) error {
+		if attempt > 1 {
+			if _, err := s.Seek(start, io.SeekStart); err != nil {
+				rewindErr = err
+				return nil //nolint:nilerr // ends the retries; rewindErr is reported below
+			}
+		}
+		return call(ctx, attempt)
+	})
+	if rewindErr != nil {
+		return &PathError{Op: op, Path: path, Err: fmt.Errorf("%w: rewinding the body for a retry: %w", ErrUnavailable, rewindErr)}
+	}
+	return err
 }
 
 func (r *retryDriver) Delete(ctx context.Context, path string) error {

@@ -307,6 +307,52 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// TestRetryPolicyDo: Do stops at the first success, at an answer that is not transient, or
+// after MaxAttempts attempts, and returns the last error.
+func TestRetryPolicyDo(t *testing.T) {
+	notFound := errors.Join(driver.ErrNotFound, errors.New("gone"))
+	for _, tc := range []struct {
+		name  string
+		fails []error // the error of attempt i+1; nil beyond
+		want  error
+		calls int
+	}{
+		{"first attempt succeeds", nil, nil, 1},
+		{"succeeds on the third", []error{driver.ErrUnavailable, driver.ErrThrottled}, nil, 3},
+		{"not transient", []error{driver.ErrUnavailable, notFound}, driver.ErrNotFound, 2},
+		{"attempts spent", []error{driver.ErrUnavailable, driver.ErrUnavailable, driver.ErrUnavailable, driver.ErrThrottled}, driver.ErrThrottled, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			err := fastRetry.Do(context.Background(), func(attempt int) error {
+				calls++
+				if attempt != calls {
+					t.Errorf("attempt %d on call %d", attempt, calls)
+				}
+				if attempt <= len(tc.fails) {
+					return tc.fails[attempt-1]
+				}
+				return nil
+			})
+			if (tc.want == nil) != (err == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Errorf("err = %v, want %v", err, tc.want)
+			}
+			if calls != tc.calls {
+				t.Errorf("%d calls, want %d", calls, tc.calls)
+			}
+		})
+	}
+	t.Run("context ends in the backoff", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		slow := driver.RetryPolicy{MaxAttempts: 10, BaseDelay: time.Hour, MaxDelay: time.Hour}
+		err := slow.Do(ctx, func(int) error { return driver.ErrUnavailable })
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), driver.ErrUnavailable.Error()) {
+			t.Errorf("err = %v, want the deadline naming the last failure", err)
+		}
+	})
+}
+
 // TestRetryPutIfLostAnswer: a PutIf whose first answer is lost after the backend applied
 // it is retried, and the retry's ErrPreconditionFailed says that an earlier attempt may
 // have stored the object; the object is the caller's, as reading it back shows.

@@ -412,7 +412,7 @@ func TestForgedTokens(t *testing.T) {
 		{"wrong issuer", ts.Sign(t, testenv.KidES256, nil, with(good(), "iss", "someone-else")), "POST", upload, []byte("forged"), 401, invalid, "UNAUTHORIZED"},
 		{"truncated", goodTok[:len(goodTok)-12], "POST", upload, []byte("forged"), 401, invalid, "UNAUTHORIZED"},
 		{"tampered claims", tamper(goodTok), "POST", upload, []byte("forged"), 401, invalid, "UNAUTHORIZED"},
-		{"8 KiB header", ts.Sign(t, testenv.KidES256, map[string]any{"pad": strings.Repeat("x", 8<<10)}, good()), "POST", upload, []byte("forged"), 401, invalid, "UNAUTHORIZED"},
+		{"token over 64 KiB", ts.Sign(t, testenv.KidES256, map[string]any{"pad": strings.Repeat("x", 64<<10)}, good()), "POST", upload, []byte("forged"), 401, invalid, "UNAUTHORIZED"},
 		{"scope for another repository", ts.Sign(t, testenv.KidES256, nil, claims("ci", grant("repository", "team/other", "pull", "push"))), "POST", upload, []byte("forged"), 403, insufficient, "DENIED"},
 		{"pull used for push", ts.Sign(t, testenv.KidES256, nil, claims("ci", grant("repository", "team/app", "pull"))), "POST", upload, []byte("forged"), 403, insufficient, "DENIED"},
 		{"no access claim", ts.Sign(t, testenv.KidES256, nil, claims("ci")), "POST", upload, []byte("forged"), 403, insufficient, "DENIED"},

@@ -160,7 +160,7 @@ func fxFinishPush(base string, u *fxUpload, chunk int, pause time.Duration) erro
 func fxGetVerified(base, repo string, d digest.Digest) error {
 	r, err := fxDo("GET", base+"/v2/"+repo+"/blobs/"+d.String(), nil, nil)
 	if err != nil {
-		return fmt.Errorf("GET blob %s: %v (status %d, %d bytes)", d, err, r.status, len(r.body))
+		return fmt.Errorf("GET blob %s: %w (status %d, %d bytes)", d, err, r.status, len(r.body))
 	}
 	if r.status != 200 {
 		return fmt.Errorf("GET blob %s: %d %s", d, r.status, r.body)
@@ -393,8 +393,11 @@ func fxPullVerified(r name.Reference, want map[string]bool) error {
 		h := sha256.New()
 		_, err = io.Copy(h, rc)
 		rc.Close()
-		if err != nil || "sha256:"+hex.EncodeToString(h.Sum(nil)) != ld.String() {
-			return fmt.Errorf("layer %s: %v", ld, err)
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", ld, err)
+		}
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != ld.String() {
+			return fmt.Errorf("layer %s: the pulled bytes hash to %s", ld, got)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -41,7 +42,7 @@ func migrateBin(t *testing.T, ctx context.Context, from, to string, args ...stri
 	code := 0
 	if err != nil {
 		code = -1
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 			code = ee.ExitCode()
 		}
 	}
@@ -84,8 +85,9 @@ func configFile(t *testing.T, storageYAML string) string {
 }
 
 // fsTree maps every object file under root's layout to its bytes, leaving out what is
-// transient or private to one server: uploads in flight, readiness probes, and writer
-// sessions and temporary files (names with "~").
+// transient or private to one server: uploads in flight, readiness probes, garbage
+// collection's lease, plan and push markers (_gc, not migrated), and writer sessions and
+// temporary files (names with "~").
 func fsTree(t *testing.T, root string) map[string]string {
 	t.Helper()
 	base := filepath.Join(root, "docker", "registry", "v2")
@@ -98,7 +100,7 @@ func fsTree(t *testing.T, root string) map[string]string {
 			return err
 		}
 		if d.IsDir() {
-			if d.Name() == "_uploads" || d.Name() == "_health" {
+			if d.Name() == "_uploads" || d.Name() == "_health" || d.Name() == "_gc" {
 				return fs.SkipDir
 			}
 			return nil

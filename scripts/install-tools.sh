@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, idempotently and at pinned versions, every tool the test suite needs, under
 # $REGISTRYD_TOOLS (default ~/.cache/registryd-tools): MinIO, fake-gcs-server, Azurite, the OCI
-# conformance suite, CNCF Distribution (layout compatibility), the oras, regctl, helm and crane CLIs,
+# conformance suite, CNCF Distribution (layout compatibility), the oras, regctl, helm and crane CLIs, golangci-lint (the linters scripts/test.sh runs),
 # kubeconform with Kubernetes schemas converted offline, kube-apiserver built from source, and the
 # Debian packages for the real-client tests (docker.io, skopeo, etcd-server). A tool already present at its pinned version is not
 # rebuilt. Usage: scripts/install-tools.sh [tool...]   (default: all)
@@ -26,6 +26,7 @@ KUBECONFORM_VERSION=v0.8.0
 KUBE_OPENAPI_VERSION=v0.0.0-20250910181357-589584f1c912  # its testdata holds the OpenAPI v2 document
 K8S_SCHEMAS_BUILD=1   # bump when the schema conversion changes
 KUBERNETES_VERSION=v1.36.3
+GOLANGCI_LINT_VERSION=v2.15.0
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
@@ -45,6 +46,8 @@ install_regctl() { go_tool regctl "github.com/regclient/regclient/cmd/regctl@$RE
 install_crane() { go_tool crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"; }
 install_helm() { go_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
 install_distribution() { go_tool registry "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION"; }
+
+install_golangcilint() { go_tool golangci-lint "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"; }
 
 install_kubeconform() { go_tool kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"; }
 
@@ -121,7 +124,7 @@ install_debian() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
-all=(debian azurite conformance fakegcs minio distribution oras regctl helm crane kubeconform k8sschemas kubeapiserver)
+all=(debian azurite conformance fakegcs minio distribution oras regctl helm crane golangcilint kubeconform k8sschemas kubeapiserver)
 want=("$@")
 [[ ${#want[@]} -eq 0 ]] && want=("${all[@]}")
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 
@@ -56,13 +57,16 @@ func (r *Registry) statBlob(ctx context.Context, repo string, d digest.Digest) (
 // and the blob's data are looked up at once, so a blob that is there costs one backend
 // round trip instead of two (and one wasted lookup when the repository lacks it).
 func (r *Registry) StatBlobForRead(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
-	var fi driver.Info
-	lctx, cancel := context.WithCancel(ctx)
+	// The data's lookup is cancelled as soon as the link is known to be missing or
+	// unreadable: its answer no longer matters.
+	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	linkErr, dataErr := r.withLink(ctx, layerLinkPath(repo, d), lctx, cancel, func(ctx context.Context) (err error) {
-		fi, err = r.d.Stat(ctx, blobDataPath(d))
-		return err
-	})
+	data := r.statInBackground(dctx, blobDataPath(d))
+	_, linkErr := r.d.Stat(ctx, layerLinkPath(repo, d))
+	if linkErr != nil {
+		cancel()
+	}
+	fi, dataErr := data.Wait()
 	return blobInfo(d, fi, linkErr, dataErr)
 }
 
@@ -89,37 +93,6 @@ func checkEmpty(d digest.Digest, size int64) error {
 		return fmt.Errorf("blob %s is stored with 0 bytes: %w", d, ErrBlobCorrupt)
 	}
 	return nil
-}
-
-// withLink runs lookup(lctx), a backend call whose answer only matters if the link at
-// linkPath exists, concurrently with the link's Stat: one round trip instead of two when
-// both are needed. It returns once both are done. cancel, lctx's cancel function, is
-// called as soon as the link is known to be missing or unreadable (lookup's error is then
-// meaningless); otherwise the caller decides when (lctx may have to outlive the call, for
-// a stream the lookup opened). A panic in lookup is returned as its error.
-func (r *Registry) withLink(ctx context.Context, linkPath string, lctx context.Context, cancel context.CancelFunc,
-	lookup func(context.Context) error) (linkErr, lookupErr error) {
-	done := async("lookup beside "+linkPath, func() error { return lookup(lctx) })
-	if _, linkErr = r.d.Stat(ctx, linkPath); linkErr != nil {
-		cancel()
-	}
-	return linkErr, <-done
-}
-
-// async runs f in a goroutine and returns a channel that receives its error once; a
-// panic in f (a driver's bug, outside the handler's recovery) is received as an error
-// naming what.
-func async(what string, f func() error) <-chan error {
-	done := make(chan error, 1)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				done <- fmt.Errorf("%s panicked: %v", what, p)
-			}
-		}()
-		done <- f()
-	}()
-	return done
 }
 
 // Redirects reports whether blob GETs may be answered with a redirect (BlobURL).
@@ -174,14 +147,15 @@ func (r *Registry) OpenBlob(ctx context.Context, b BlobInfo, offset, length int6
 // its bytes flow. The caller must Close the reader.
 func (r *Registry) OpenBlobForRead(ctx context.Context, repo string, d digest.Digest) (*BlobReader, error) {
 	detail := map[string]string{"digest": d.String()}
-	// The stream outlives the lookup: its context ends with the reader's Close, or at once
-	// when the link is missing.
+	// The stream is opened while the link is looked up. It outlives this call: its context
+	// ends with the reader's Close, or at once when the link is missing or unreadable.
 	sctx, cancel := context.WithCancel(ctx)
-	var rc io.ReadCloser
-	linkErr, openErr := r.withLink(ctx, layerLinkPath(repo, d), sctx, cancel, func(sctx context.Context) (err error) {
-		rc, err = r.d.Reader(sctx, blobDataPath(d), 0, -1)
-		return err
-	})
+	open := inBackground("open blob", func() (io.ReadCloser, error) { return r.d.Reader(sctx, blobDataPath(d), 0, -1) })
+	_, linkErr := r.d.Stat(ctx, layerLinkPath(repo, d))
+	if linkErr != nil {
+		cancel()
+	}
+	rc, openErr := open.Wait()
 	fail := func(err error) (*BlobReader, error) {
 		if openErr == nil {
 			rc.Close()
@@ -277,7 +251,7 @@ const hashedBuffers = 4
 // goroutine so that hashing one buffer overlaps reading and writing the next (on a busy
 // machine the two run on different cores). first is one of the buffers it uses. It
 // returns once h holds every byte copied, with io.ErrUnexpectedEOF if src ends early.
-func hashedCopy(w io.Writer, src io.Reader, h io.Writer, n int64, first []byte) (int64, error) {
+func hashedCopy(w io.Writer, src io.Reader, h hash.Hash, n int64, first []byte) (int64, error) {
 	free := make(chan []byte, hashedBuffers)
 	free <- first
 	for range hashedBuffers - 1 {

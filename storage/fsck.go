@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -109,8 +108,9 @@ type FsckOptions struct {
 	// current link is corrupt (a pull of them fails already; the tag name disappears
 	// from listings).
 	RepairTags bool
-	// Repositories is a path.Match pattern of the repository names to check ("" for
-	// all). Orphan blobs are only looked for when every repository is checked.
+	// Repositories selects the repositories to check by name, as
+	// MigrateOptions.Repositories does ("team/*", "team/**"; "" for all). Orphan blobs
+	// are only looked for when it is "".
 	Repositories string
 	// Parallel bounds the backend calls of the run in flight (default 16).
 	Parallel int
@@ -161,10 +161,8 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (FsckSummary, err
 	if opts.Parallel <= 0 {
 		opts.Parallel = 16
 	}
-	if opts.Repositories != "" {
-		if _, err := path.Match(opts.Repositories, ""); err != nil {
-			return FsckSummary{}, fmt.Errorf("fsck: repositories pattern %q: %w", opts.Repositories, err)
-		}
+	if err := checkRepositoryPattern(opts.Repositories); err != nil {
+		return FsckSummary{}, fmt.Errorf("fsck: %w", err)
 	}
 	// Every backend call of the run goes through one bound, however the work nests.
 	lr, err := New(&limitedDriver{Driver: r.d, sem: make(chan struct{}, opts.Parallel)}, r.opts)
@@ -186,10 +184,8 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (FsckSummary, err
 			g.Go(func() error { return fmt.Errorf("fsck repositories: %w", err) })
 			break
 		}
-		if opts.Repositories != "" {
-			if ok, _ := path.Match(opts.Repositories, repo); !ok {
-				continue
-			}
+		if !matchRepository(opts.Repositories, repo) {
+			continue
 		}
 		g.Go(func() error {
 			if err := f.checkRepo(gctx, repo); err != nil {
@@ -293,28 +289,6 @@ func (f *fsck) listBlobs(ctx context.Context) (map[digest.Digest]bool, error) {
 	return blobs, g.Wait()
 }
 
-// linkDigests lists the digests of a <alg>/<hex>/ tree of links (_layers,
-// _manifests/revisions, _referrers), in order; other entries are ignored.
-func (f *fsck) linkDigests(ctx context.Context, dir string) ([]digest.Digest, error) {
-	algs, err := f.r.subdirs(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []digest.Digest
-	for _, alg := range algs {
-		hexes, err := f.r.subdirs(ctx, dir+"/"+alg)
-		if err != nil {
-			return nil, err
-		}
-		for _, hex := range hexes {
-			if d, err := digest.Parse(alg + ":" + hex); err == nil {
-				out = append(out, d)
-			}
-		}
-	}
-	return out, nil
-}
-
 // missing confirms with a Stat that nothing is at p.
 func (f *fsck) missing(ctx context.Context, p string) (bool, error) {
 	_, err := f.r.d.Stat(ctx, p)
@@ -355,11 +329,11 @@ type repoLinks struct {
 // its tags and its referrer records.
 func (f *fsck) checkRepo(ctx context.Context, repo string) error {
 	f.count(&f.sum.Repositories, 1)
-	layers, err := f.linkDigests(ctx, repoDir(repo)+"/_layers")
+	layers, err := digestDirs(ctx, f.r.d, repoDir(repo)+"/_layers")
 	if err != nil {
 		return err
 	}
-	revisions, err := f.linkDigests(ctx, repoDir(repo)+"/_manifests/revisions")
+	revisions, err := digestDirs(ctx, f.r.d, repoDir(repo)+"/_manifests/revisions")
 	if err != nil {
 		return err
 	}
@@ -473,7 +447,7 @@ func (f *fsck) checkManifest(ctx context.Context, repo string, d digest.Digest, 
 	}
 	for _, c := range refs.Manifests {
 		p, what := revisionLinkPath(repo, c), "index references a child manifest the repository does not hold"
-		gone := false
+		var gone bool
 		if rl.revisions[c] {
 			// Linked: its data must be there too (the child's own link is reported
 			// dangling as well).
@@ -579,31 +553,20 @@ func (r *Registry) tagListed(ctx context.Context, repo, tag string) (bool, error
 // checkReferrers checks that every referrer record of the repository names a stored
 // manifest.
 func (f *fsck) checkReferrers(ctx context.Context, repo string, rl *repoLinks) error {
-	subjects, err := f.linkDigests(ctx, repoDir(repo)+"/_referrers")
+	subjects, err := digestDirs(ctx, f.r.d, repoDir(repo)+"/_referrers")
 	if err != nil {
 		return err
 	}
 	g, gctx := f.group(ctx)
 	for _, s := range subjects {
 		g.Go(func() error {
-			dir := referrersDir(repo, s)
-			var records []driver.Info
-			after := ""
-			for {
-				l, err := f.r.d.List(gctx, dir, after, walkPage)
-				if err != nil {
-					return fmt.Errorf("list %s: %w", dir, err)
-				}
-				records = append(records, l...)
-				if len(l) < walkPage {
-					break
-				}
-				after = l[len(l)-1].Path
+			records, err := listAll(gctx, f.r.d, referrersDir(repo, s))
+			if err != nil {
+				return err
 			}
 			for _, rec := range records {
-				alg, hex, ok := strings.Cut(path.Base(rec.Path), "-")
-				d, err := digest.Parse(alg + ":" + hex)
-				if rec.IsDir || !ok || err != nil {
+				d, ok := referrerRecord(rec)
+				if !ok {
 					continue
 				}
 				f.count(&f.sum.Referrers, 1)

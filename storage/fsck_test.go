@@ -214,6 +214,10 @@ func TestFsck(t *testing.T) {
 			fx.del(t, layerLinkPath("lib/x", fx.digest["C2"]))
 		}, opts: FsckOptions{Repositories: "lib/*"}, want: []string{"manifest-link-missing lib/x m=M2 d=C2"},
 			after: []string{"manifest-link-missing lib/x m=M2 d=C2"}},
+		{name: "repositories subtree pattern", brk: func(t *testing.T, fx *fsckFixture) {
+			fx.del(t, layerLinkPath("lib/x", fx.digest["C2"]))
+		}, opts: FsckOptions{Repositories: "**"}, want: []string{"manifest-link-missing lib/x m=M2 d=C2"},
+			after: []string{"manifest-link-missing lib/x m=M2 d=C2"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -37,7 +37,9 @@ func (r *Registry) runGC(ctx context.Context, opts GCOptions, lease LeaseOptions
 	}
 	rep, err := r.collect(ctx, opts, clock)
 	stop()
-	<-kept
+	// Keep ends with kctx; a lease it lost meanwhile failed the collection through the
+	// fence (l.Check), so its error adds nothing here.
+	<-kept //nolint:errcheck // see above
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if rerr := l.Release(rctx); rerr != nil && err == nil && !errors.Is(rerr, ErrLeaseLost) {

@@ -181,9 +181,9 @@ func (r *Registry) commitManifest(ctx context.Context, repo string, m *manifestJ
 		if err := r.waitSweep(ctx); err != nil {
 			return err
 		}
-		own := r.statAsync(ctx, revisionLinkPath(repo, dg))
+		own := r.statInBackground(ctx, revisionLinkPath(repo, dg))
 		err := r.checkReferences(ctx, repo, m, true)
-		if _, lerr := own(); err == nil {
+		if _, lerr := own.Wait(); err == nil {
 			if errors.Is(lerr, driver.ErrNotFound) && attempt < 2 {
 				continue // a sweep batch removed it between (a) and (c)
 			}

@@ -67,23 +67,84 @@ func (r *Registry) allTags(ctx context.Context, repo string) ([]string, error) {
 
 // subdirs returns the names of the directories directly under dir, in order.
 func (r *Registry) subdirs(ctx context.Context, dir string) ([]string, error) {
+	l, err := listAll(ctx, r.d, dir)
+	if err != nil {
+		return nil, err
+	}
 	var names []string
+	for _, fi := range l {
+		if fi.IsDir {
+			names = append(names, path.Base(fi.Path))
+		}
+	}
+	return names, nil
+}
+
+// listAll lists every entry directly under dir, in order, page by page.
+func listAll(ctx context.Context, d driver.Driver, dir string) ([]driver.Info, error) {
+	var all []driver.Info
 	after := ""
 	for {
-		l, err := r.d.List(ctx, dir, after, 1000)
+		l, err := d.List(ctx, dir, after, 1000)
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", dir, err)
 		}
-		for _, fi := range l {
-			if fi.IsDir {
-				names = append(names, path.Base(fi.Path))
-			}
-		}
+		all = append(all, l...)
 		if len(l) < 1000 {
-			return names, nil
+			return all, nil
 		}
 		after = l[len(l)-1].Path
 	}
+}
+
+// digestDirs returns the digests of a <dir>/<alg>/<hex>/ tree (layer links, revisions,
+// referrer subjects), in order, skipping entries that are not valid digests.
+func digestDirs(ctx context.Context, d driver.Driver, dir string) ([]digest.Digest, error) {
+	algs, err := listAll(ctx, d, dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []digest.Digest
+	for _, a := range algs {
+		if !a.IsDir {
+			continue
+		}
+		l, err := hexDirs(ctx, d, a.Path, digest.Algorithm(path.Base(a.Path)))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l...)
+	}
+	return out, nil
+}
+
+// hexDirs returns the digests of algorithm alg named by the directories under dir.
+func hexDirs(ctx context.Context, d driver.Driver, dir string, alg digest.Algorithm) ([]digest.Digest, error) {
+	hexes, err := listAll(ctx, d, dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []digest.Digest
+	for _, h := range hexes {
+		if !h.IsDir {
+			continue
+		}
+		if dg := digest.NewDigestFromEncoded(alg, path.Base(h.Path)); dg.Validate() == nil {
+			out = append(out, dg)
+		}
+	}
+	return out, nil
+}
+
+// referrerRecord returns the manifest digest a referrer record entry (<alg>-<hex>, see
+// referrerPath) is named after, and false for any other entry of a referrers directory.
+func referrerRecord(fi driver.Info) (digest.Digest, bool) {
+	alg, hex, ok := strings.Cut(path.Base(fi.Path), "-")
+	d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+	if fi.IsDir || !ok || d.Validate() != nil {
+		return "", false
+	}
+	return d, true
 }
 
 // Catalog returns up to n repository names in byte order after last (n < 0: all), and
@@ -123,18 +184,9 @@ func (r *Registry) putReferrer(ctx context.Context, repo string, m *manifestJSON
 // artifactType when non-empty, in digest order. No referrers is an empty list, not an
 // error.
 func (r *Registry) Referrers(ctx context.Context, repo string, subject digest.Digest, artifactType string) ([]ocispec.Descriptor, error) {
-	var entries []driver.Info
-	after := ""
-	for {
-		l, err := r.d.List(ctx, referrersDir(repo, subject), after, 1000)
-		if err != nil {
-			return nil, fmt.Errorf("list referrers: %w", err)
-		}
-		entries = append(entries, l...)
-		if len(l) < 1000 {
-			break
-		}
-		after = l[len(l)-1].Path
+	entries, err := listAll(ctx, r.d, referrersDir(repo, subject))
+	if err != nil {
+		return nil, fmt.Errorf("list referrers: %w", err)
 	}
 	descs := make([]*ocispec.Descriptor, len(entries))
 	errs := make([]error, len(entries))

@@ -271,20 +271,16 @@ func (r *Registry) GetManifest(ctx context.Context, repo, ref string) (*Manifest
 		return nil, err
 	}
 	detail := map[string]string{"reference": ref}
-	var body []byte
-	lctx, cancel := context.WithCancel(ctx)
+	// The manifest is read while its revision link is looked up; the read is cancelled as
+	// soon as the link is known to be missing or unreadable.
+	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	linkErr, readErr := r.withLink(ctx, revisionLinkPath(repo, dg), lctx, cancel, func(ctx context.Context) error {
-		rc, err := r.d.Reader(ctx, blobDataPath(dg), 0, -1)
-		if err != nil {
-			return notFound(err, regerr.ManifestUnknown, detail, "open manifest")
-		}
-		defer rc.Close()
-		if body, err = io.ReadAll(io.LimitReader(rc, 64<<20)); err != nil {
-			return fmt.Errorf("read manifest %s: %w", dg, err)
-		}
-		return nil
-	})
+	read := inBackground("read manifest", func() ([]byte, error) { return r.readManifest(rctx, dg, detail) })
+	_, linkErr := r.d.Stat(ctx, revisionLinkPath(repo, dg))
+	if linkErr != nil {
+		cancel()
+	}
+	body, readErr := read.Wait()
 	if linkErr != nil {
 		return nil, notFound(linkErr, regerr.ManifestUnknown, detail, "stat manifest link")
 	}
@@ -314,6 +310,21 @@ func (r *Registry) GetManifest(ctx context.Context, repo, ref string) (*Manifest
 		m.MediaType = "application/octet-stream"
 	}
 	return m, nil
+}
+
+// readManifest reads the stored bytes of manifest dg (MANIFEST_UNKNOWN, with detail,
+// when there are none).
+func (r *Registry) readManifest(ctx context.Context, dg digest.Digest, detail map[string]string) ([]byte, error) {
+	rc, err := r.d.Reader(ctx, blobDataPath(dg), 0, -1)
+	if err != nil {
+		return nil, notFound(err, regerr.ManifestUnknown, detail, "open manifest")
+	}
+	defer rc.Close()
+	body, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", dg, err)
+	}
+	return body, nil
 }
 
 // DeleteManifest deletes a manifest by digest (its revision link, every tag pointing at it

@@ -3,12 +3,10 @@ package storage
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -71,9 +69,6 @@ type Migration struct {
 // stored with one Put (one request on every backend); larger blobs stream through the
 // destination driver's Writer (multipart on the cloud backends).
 const MigrateSmallBlob = 4 << 20
-
-// maxMigrateManifest bounds the manifest bytes read to find a manifest's references.
-const maxMigrateManifest = 16 << 20
 
 // blobCopyAttempts bounds the copies of one blob whose stream fails with a transient
 // error after the driver's own retries (a stream broken mid-body is not retried below).
@@ -215,8 +210,8 @@ func NewMigration(src, dst driver.Driver, opts MigrateOptions) (*Migration, erro
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if _, err := path.Match(strings.TrimSuffix(opts.Repositories, "/**"), ""); err != nil {
-		return nil, fmt.Errorf("storage: repository pattern %q: %w", opts.Repositories, err)
+	if err := checkRepositoryPattern(opts.Repositories); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
 	}
 	return &Migration{src: src, dst: dst, opts: opts}, nil
 }
@@ -246,29 +241,6 @@ func (m *Migration) Progress() MigrateStats {
 		Deferred:         c.deferred.Load(),
 		Failed:           c.failed.Load(),
 	}
-}
-
-// matchRepository reports whether name is selected by pattern (see
-// MigrateOptions.Repositories).
-func matchRepository(pattern, name string) bool {
-	if pattern == "" || pattern == "**" {
-		return true
-	}
-	if prefix, ok := strings.CutSuffix(pattern, "/**"); ok {
-		if ok, _ := path.Match(prefix, name); ok {
-			return true
-		}
-		for i := range len(name) {
-			if name[i] == '/' {
-				if ok, _ := path.Match(prefix, name[:i]); ok {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	ok, _ := path.Match(pattern, name)
-	return ok
 }
 
 // migrateRepo is what the source holds for one repository.
@@ -494,11 +466,15 @@ func (m *Migration) count(err error, wrote bool, written, skipped *atomic.Int64)
 func (m *Migration) syncTag(ctx context.Context, r *migrateRepo, t migrateTag, revisions map[digest.Digest]bool, blocked, deferred *digestSet, absent bool) {
 	object := "tag " + r.name + ":" + t.name
 	if !revisions[t.target] {
-		if _, err := m.src.Stat(ctx, revisionLinkPath(r.name, t.target)); err == nil {
+		_, err := m.src.Stat(ctx, revisionLinkPath(r.name, t.target))
+		switch {
+		case err == nil:
 			m.stats.deferred.Add(1)
-			return
+		case errors.Is(err, driver.ErrNotFound):
+			m.fail(object, fmt.Errorf("%w: manifest %s is not in the source repository", ErrMigrateDependency, t.target))
+		default:
+			m.fail(object, fmt.Errorf("source: %w", err))
 		}
-		m.fail(object, fmt.Errorf("%w: manifest %s is not in the source repository", ErrMigrateDependency, t.target))
 		return
 	}
 	if deferred.has(t.target) {
@@ -603,10 +579,10 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 	// Revisions before layers: a push links its blobs before its manifest, so every
 	// blob of a listed manifest is in the later layer listing even while the source is
 	// being pushed to.
-	if r.manifests, err = m.digestDirs(ctx, m.src, repoDir(name)+"/_manifests/revisions"); err != nil {
+	if r.manifests, err = digestDirs(ctx, m.src, repoDir(name)+"/_manifests/revisions"); err != nil {
 		return nil, err
 	}
-	if r.layers, err = m.digestDirs(ctx, m.src, repoDir(name)+"/_layers"); err != nil {
+	if r.layers, err = digestDirs(ctx, m.src, repoDir(name)+"/_layers"); err != nil {
 		return nil, err
 	}
 	var mu sync.Mutex
@@ -667,7 +643,7 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 				break
 			}
 			var l []digest.Digest
-			l, err = m.hexDirs(ctx, m.src, tagDir(name, t.name)+"/index/"+alg.String(), alg)
+			l, err = hexDirs(ctx, m.src, tagDir(name, t.name)+"/index/"+alg.String(), alg)
 			t.index = append(t.index, l...)
 		}
 		if err != nil {
@@ -685,7 +661,7 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 	r.tags = kept
 
 	refDir := repoDir(name) + "/_referrers"
-	subjects, err := m.digestDirs(ctx, m.src, refDir)
+	subjects, err := digestDirs(ctx, m.src, refDir)
 	if err != nil {
 		return nil, err
 	}
@@ -699,10 +675,9 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 			if e.IsDir {
 				continue
 			}
-			alg, hex, ok := strings.Cut(path.Base(e.Path), "-")
-			d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
-			if !ok || d.Validate() != nil {
-				continue // not a referrer record
+			d, ok := referrerRecord(e)
+			if !ok {
+				continue
 			}
 			r.referrers = append(r.referrers, migrateReferrer{path: referrerPath(name, s, d), manifest: d})
 		}
@@ -711,31 +686,19 @@ func (m *Migration) walkRepo(ctx context.Context, name string) (*migrateRepo, er
 }
 
 // manifestRefs reads manifest d's bytes from the source and returns the digests it
-// references (config, layers and index entries) and, of those, the index entries.
+// references (see parseReferences: config, layers and index entries) and, of those, the
+// index entries. Bytes of no schema registryd knows are copied as they are, with no
+// references.
 func (m *Migration) manifestRefs(ctx context.Context, d digest.Digest) (refs, children []digest.Digest, err error) {
-	b, err := readSmall(ctx, m.src, blobDataPath(d), maxMigrateManifest)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read manifest: %w", err)
-	}
-	var mj manifestJSON
-	if err := json.Unmarshal(b, &mj); err != nil {
-		// Not a manifest registryd can parse (schema 1, ...): copied as is, no references.
+	r, err := (&Registry{d: m.src}).manifestReferences(ctx, d)
+	if errors.Is(err, errUnknownManifest) {
 		return []digest.Digest{}, nil, nil
 	}
-	if mj.Config != nil {
-		refs = append(refs, mj.Config.Digest)
+	if err != nil {
+		return nil, nil, err
 	}
-	for _, l := range mj.Layers {
-		refs = append(refs, l.Digest)
-	}
-	for _, c := range mj.Manifests {
-		refs = append(refs, c.Digest)
-		children = append(children, c.Digest)
-	}
-	if refs == nil {
-		refs = []digest.Digest{}
-	}
-	return refs, children, nil
+	refs = make([]digest.Digest, 0, len(r.Blobs)+len(r.Manifests))
+	return append(append(refs, r.Blobs...), r.Manifests...), r.Manifests, nil
 }
 
 // planBlobs collects every blob the repositories link (layers and manifests), once each,
@@ -934,7 +897,7 @@ func (m *Migration) syncObject(ctx context.Context, p string, want []byte, absen
 // dstDigests returns the digests of a <dir>/<alg>/<hex>/ tree at the destination (one
 // listing instead of a read per link).
 func (m *Migration) dstDigests(ctx context.Context, dir string) (map[digest.Digest]bool, error) {
-	l, err := m.digestDirs(ctx, m.dst, dir)
+	l, err := digestDirs(ctx, m.dst, dir)
 	if err != nil {
 		return nil, fmt.Errorf("destination: %w", err)
 	}
@@ -975,62 +938,6 @@ func (m *Migration) parallel(ctx context.Context, n, limit int, f func(i int)) {
 		})
 	}
 	_ = g.Wait()
-}
-
-// digestDirs returns the digests of a <dir>/<alg>/<hex>/ tree (layer links, revisions,
-// tag index, referrer subjects), skipping entries that are not valid digests.
-func (m *Migration) digestDirs(ctx context.Context, d driver.Driver, dir string) ([]digest.Digest, error) {
-	algs, err := listAll(ctx, d, dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []digest.Digest
-	for _, a := range algs {
-		if !a.IsDir {
-			continue
-		}
-		l, err := m.hexDirs(ctx, d, a.Path, digest.Algorithm(path.Base(a.Path)))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, l...)
-	}
-	return out, nil
-}
-
-// hexDirs returns the digests of algorithm alg named by the directories under dir.
-func (m *Migration) hexDirs(ctx context.Context, d driver.Driver, dir string, alg digest.Algorithm) ([]digest.Digest, error) {
-	hexes, err := listAll(ctx, d, dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []digest.Digest
-	for _, h := range hexes {
-		if !h.IsDir {
-			continue
-		}
-		if dg := digest.NewDigestFromEncoded(alg, path.Base(h.Path)); dg.Validate() == nil {
-			out = append(out, dg)
-		}
-	}
-	return out, nil
-}
-
-// listAll lists every entry directly under dir.
-func listAll(ctx context.Context, d driver.Driver, dir string) ([]driver.Info, error) {
-	var all []driver.Info
-	after := ""
-	for {
-		l, err := d.List(ctx, dir, after, 1000)
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", dir, err)
-		}
-		all = append(all, l...)
-		if len(l) < 1000 {
-			return all, nil
-		}
-		after = l[len(l)-1].Path
-	}
 }
 
 // readSmall reads the whole object at p, at most limit bytes.

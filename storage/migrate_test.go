@@ -674,3 +674,79 @@ func TestMigrateTransientFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateTagTargetLookup: a tag whose manifest is not in the revision listing is a
+// dependency failure when the source has no such manifest, and the source's own error
+// (not a dependency failure) when looking it up fails.
+func TestMigrateTagTargetLookup(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		statErr error
+		want    error
+		notWant error
+	}{
+		{name: "absent", want: ErrMigrateDependency},
+		{name: "lookup fails", statErr: driver.ErrUnavailable, want: driver.ErrUnavailable, notWant: ErrMigrateDependency},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newMigrateFixture(t)
+			ghost := digest.FromString("no such manifest")
+			b := []byte(ghost.String())
+			if err := f.src.Put(context.Background(), tagCurrentPath("a/app", "ghost"), bytes.NewReader(b), int64(len(b))); err != nil {
+				t.Fatal(err)
+			}
+			src := fault.New(f.src)
+			if tc.statErr != nil {
+				src.Add(fault.Rule{Methods: []string{fault.Stat}, Contains: ghost.Encoded(), Err: tc.statErr})
+			}
+			rep := migrate(t, src, inmemory.New(), MigrateOptions{})
+			var got []MigrateFailure
+			for _, fl := range rep.Failures {
+				if fl.Object == "tag a/app:ghost" {
+					got = append(got, fl)
+				}
+			}
+			if len(got) != 1 {
+				t.Fatalf("failures of the tag: %+v (all: %+v)", got, rep.Failures)
+			}
+			if !errors.Is(got[0].Err, tc.want) {
+				t.Errorf("failure %v, want %v", got[0].Err, tc.want)
+			}
+			if tc.notWant != nil && errors.Is(got[0].Err, tc.notWant) {
+				t.Errorf("failure %v is %v", got[0].Err, tc.notWant)
+			}
+		})
+	}
+}
+
+// TestMigrateSchema1Dependency: a schema1 manifest (fsLayers) is blocked when one of its
+// blobs cannot be copied, like any other manifest: the references come from
+// parseReferences, which knows schema1.
+func TestMigrateSchema1Dependency(t *testing.T) {
+	ctx := context.Background()
+	src := inmemory.New()
+	put := func(p string, b []byte) {
+		t.Helper()
+		if err := src.Put(ctx, p, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	layer := []byte("schema1 layer")
+	ld := digest.FromBytes(layer)
+	m := []byte(`{"schemaVersion":1,"name":"old/img","tag":"v1","fsLayers":[{"blobSum":"` + ld.String() + `"}]}`)
+	md := digest.FromBytes(m)
+	put(blobDataPath(ld), layer)
+	put(blobDataPath(md), m)
+	put(layerLinkPath("old/img", ld), []byte(ld.String()))
+	put(revisionLinkPath("old/img", md), []byte(md.String()))
+	fsrc := fault.New(src)
+	fsrc.Add(fault.Rule{Methods: []string{fault.Reader}, Contains: ld.Encoded(), Err: driver.ErrPermission})
+	dst := inmemory.New()
+	rep := migrate(t, fsrc, dst, MigrateOptions{})
+	if rep.Failed == 0 {
+		t.Fatal("no failure reported")
+	}
+	if _, err := dst.Stat(ctx, revisionLinkPath("old/img", md)); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("revision link of the schema1 manifest written although its layer failed: %v", err)
+	}
+}

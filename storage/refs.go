@@ -45,13 +45,13 @@ func parseReferences(body []byte) (References, error) {
 		} `json:"fsLayers"` // schema1
 	}
 	if err := json.Unmarshal(body, &m); err != nil {
-		return References{}, fmt.Errorf("%w: %v", errUnknownManifest, err)
+		return References{}, fmt.Errorf("%w: %w", errUnknownManifest, err)
 	}
 	var refs References
 	add := func(list *[]digest.Digest, s string) error {
 		d, err := digest.Parse(s)
 		if err != nil {
-			return fmt.Errorf("%w: descriptor digest %q: %v", errUnknownManifest, s, err)
+			return fmt.Errorf("%w: descriptor digest %q: %w", errUnknownManifest, s, err)
 		}
 		*list = append(*list, d)
 		return nil

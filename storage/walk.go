@@ -326,3 +326,36 @@ func (p *pager) next() ([]driver.Info, error) {
 	}
 	return l, nil
 }
+
+// matchRepository reports whether name is selected by pattern: a path.Match pattern
+// ("team/*", where * does not cross "/"), or a prefix followed by "/**" for a whole
+// subtree ("team/**"); "" or "**" selects every repository. Fsck and Migration select
+// repositories with it.
+func matchRepository(pattern, name string) bool {
+	if pattern == "" || pattern == "**" {
+		return true
+	}
+	if prefix, ok := strings.CutSuffix(pattern, "/**"); ok {
+		if ok, _ := path.Match(prefix, name); ok {
+			return true
+		}
+		for i := range len(name) {
+			if name[i] == '/' {
+				if ok, _ := path.Match(prefix, name[:i]); ok {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	ok, _ := path.Match(pattern, name)
+	return ok
+}
+
+// checkRepositoryPattern returns an error for a pattern matchRepository cannot use.
+func checkRepositoryPattern(pattern string) error {
+	if _, err := path.Match(strings.TrimSuffix(pattern, "/**"), ""); err != nil {
+		return fmt.Errorf("repository pattern %q: %w", pattern, err)
+	}
+	return nil
+}

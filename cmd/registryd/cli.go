@@ -71,14 +71,18 @@ type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
-// configFlags parses "[-c FILE | FILE]" for command name; it returns the file ("" for
-// none) or flag.ErrHelp after printing help to stdout.
-func configFlags(name, help string, args []string, stdout io.Writer) (string, error) {
+// configFlags parses "[-c FILE | FILE]" for command name, with the command's own flags
+// that each extra defines; it returns the file ("" for none) or flag.ErrHelp after
+// printing help to stdout.
+func configFlags(name, help string, args []string, stdout io.Writer, extra ...func(*flag.FlagSet)) (string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var file string
 	fs.StringVar(&file, "c", "", "configuration `FILE` (YAML)")
 	fs.StringVar(&file, "config", "", "configuration `FILE` (YAML), same as -c")
+	for _, define := range extra {
+		define(fs)
+	}
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

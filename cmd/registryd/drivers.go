@@ -57,3 +57,16 @@ func sdkLogger(ctx context.Context) *slog.Logger {
 func retryPolicy(r config.Retry) driver.RetryPolicy {
 	return driver.RetryPolicy{MaxAttempts: r.MaxAttempts, BaseDelay: r.BaseDelay, MaxDelay: r.MaxDelay}
 }
+
+// openStorage is the driver serve uses for cfg: the backend, request logging at the debug
+// level, and driver.WithRetry with storage.retry.
+func openStorage(ctx context.Context, cfg *config.Config, log *slog.Logger) (driver.Driver, error) {
+	d, err := openDriver(withSDKLogger(ctx, log), cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Log.Level == "debug" {
+		d = driver.WithLogging(d, log)
+	}
+	return driver.WithRetry(d, retryPolicy(cfg.Storage.Retry)), nil
+}

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/storage"
 )
 
@@ -55,31 +54,18 @@ type fsckFlags struct {
 // parseFsckFlags parses the command line; flag.ErrHelp after printing help to stdout.
 func parseFsckFlags(args []string, stdout io.Writer) (fsckFlags, error) {
 	var f fsckFlags
-	fs := flag.NewFlagSet("fsck", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&f.file, "c", "", "configuration `FILE` (YAML)")
-	fs.StringVar(&f.file, "config", "", "configuration `FILE` (YAML), same as -c")
-	fs.BoolVar(&f.opts.VerifyDigests, "verify-digests", false, "hash every blob's bytes (reads the whole store)")
-	fs.BoolVar(&f.opts.Repair, "repair", false, "remove dangling links and referrer records (never blob data)")
-	fs.BoolVar(&f.opts.RepairTags, "repair-tags", false, "also remove tags whose manifest is gone (implies --repair)")
-	fs.StringVar(&f.opts.Repositories, "repos", "", "check only the repositories matching `GLOB` (path.Match; orphans are not looked for)")
-	fs.BoolVar(&f.json, "json", false, "print findings and the summary as JSON, one object per line")
-	fs.IntVar(&f.parallel, "parallel", 16, "backend calls in flight")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, fsckUsage)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return f, err
-		}
-		return f, &usageError{fmt.Sprintf("fsck: %v (see registryd fsck --help)", err)}
+	file, err := configFlags("fsck", fsckUsage, args, stdout, func(fs *flag.FlagSet) {
+		fs.BoolVar(&f.opts.VerifyDigests, "verify-digests", false, "hash every blob's bytes (reads the whole store)")
+		fs.BoolVar(&f.opts.Repair, "repair", false, "remove dangling links and referrer records (never blob data)")
+		fs.BoolVar(&f.opts.RepairTags, "repair-tags", false, "also remove tags whose manifest is gone (implies --repair)")
+		fs.StringVar(&f.opts.Repositories, "repos", "", "check only the repositories matching `GLOB` (path.Match; * stops at /, a trailing /** takes a subtree; orphans are not looked for)")
+		fs.BoolVar(&f.json, "json", false, "print findings and the summary as JSON, one object per line")
+		fs.IntVar(&f.parallel, "parallel", 16, "backend calls in flight")
+	})
+	if err != nil {
+		return f, err
 	}
-	switch rest := fs.Args(); {
-	case len(rest) > 1 || (len(rest) == 1 && f.file != ""):
-		return f, &usageError{fmt.Sprintf("fsck: one configuration file at most, got %q (flags go before the file)", rest)}
-	case len(rest) == 1:
-		f.file = rest[0]
-	}
+	f.file = file
 	if f.parallel < 1 {
 		return f, &usageError{"fsck: --parallel must be at least 1"}
 	}
@@ -107,15 +93,15 @@ func runFsck(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "registryd: fsck: --repair on a registry in storage.maintenance.readonly mode")
 		return fsckError
 	}
-	d, err := openDriver(ctx, cfg)
+	log := newLogger(cfg.Log, stderr)
+	d, err := openStorage(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "registryd: fsck:", err)
 		return fsckError
 	}
-	d = driver.WithRetry(d, retryPolicy(cfg.Storage.Retry))
 	secret := make([]byte, 32) // fsck starts no upload: any secret does
 	_, _ = rand.Read(secret)
-	reg, err := storage.New(d, storage.Options{Secret: secret, Logger: newLogger(cfg.Log, stderr)})
+	reg, err := storage.New(d, storage.Options{Secret: secret, Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "registryd: fsck:", err)
 		return fsckError

@@ -31,6 +31,9 @@ func TestParseFsckFlags(t *testing.T) {
 		{args: []string{"-c", "a.yml", "b.yml"}, wantErr: true},
 		{args: []string{"--parallel", "0"}, wantErr: true},
 		{args: []string{"--bogus"}, wantErr: true},
+		{args: []string{"c.yml", "--repair"}, wantErr: true},
+		{args: []string{"--config", "c.yml", "--repos", "a/**"}, want: fsckFlags{file: "c.yml", parallel: 16,
+			opts: storage.FsckOptions{Repositories: "a/**", Parallel: 16}}},
 	}
 	for _, tc := range tests {
 		got, err := parseFsckFlags(tc.args, io.Discard)

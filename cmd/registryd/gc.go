@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/registryd/registryd/config"
-	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/storage"
 )
 
@@ -204,13 +203,13 @@ func runGCCommand(ctx context.Context, args, environ []string, stdout, stderr io
 		}
 		opts.DryRun = false
 	}
-	d, err := openDriver(ctx, cfg)
+	log := newLogger(cfg.Log, stderr)
+	d, err := openStorage(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "registryd: gc:", err)
 		return exitFailure
 	}
-	d = driver.WithRetry(d, retryPolicy(cfg.Storage.Retry))
-	reg, err := storage.New(d, storage.Options{Secret: []byte("registryd gc: signs no upload token"), Logger: newLogger(cfg.Log, stderr),
+	reg, err := storage.New(d, storage.Options{Secret: []byte("registryd gc: signs no upload token"), Logger: log,
 		Collected: true, GCAnnounce: cfg.Storage.GC.Announce})
 	if err != nil {
 		fmt.Fprintln(stderr, "registryd: gc:", err)

@@ -7,8 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -16,7 +16,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/registryd/registryd/config"
-	"github.com/registryd/registryd/driver"
 	"github.com/registryd/registryd/storage"
 )
 
@@ -82,6 +81,8 @@ func parseMigrateFlags(args []string, stdout io.Writer) (migrateFlags, error) {
 		return f, &usageError{fmt.Sprintf("migrate: unexpected argument %q (see registryd migrate --help)", fs.Arg(0))}
 	case f.from == "" || f.to == "":
 		return f, &usageError{"migrate: --from and --to are both required (see registryd migrate --help)"}
+	case filepath.Clean(f.from) == filepath.Clean(f.to):
+		return f, &usageError{fmt.Sprintf("migrate: --from and --to name the same configuration %q: a store cannot be migrated onto itself", f.from)}
 	case f.concurrency < 1:
 		return f, &usageError{"migrate: --concurrency must be at least 1"}
 	case f.interval < 0:
@@ -164,19 +165,6 @@ func runMigrate(ctx context.Context, args, environ []string, stdout, stderr io.W
 		return exitFailure
 	}
 	return exitOK
-}
-
-// openStorage is the driver serve uses for cfg: the backend, request logging at the debug
-// level, and driver.WithRetry with storage.retry.
-func openStorage(ctx context.Context, cfg *config.Config, log *slog.Logger) (driver.Driver, error) {
-	d, err := openDriver(withSDKLogger(ctx, log), cfg)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Log.Level == "debug" {
-		d = driver.WithLogging(d, log)
-	}
-	return driver.WithRetry(d, retryPolicy(cfg.Storage.Retry)), nil
 }
 
 // printMigrateReport writes the final report as text.

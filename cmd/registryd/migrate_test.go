@@ -134,7 +134,8 @@ func TestMigrateUsage(t *testing.T) {
 		{args: []string{"migrate", "--from", "a.yml"}, code: 2, stderr: "--from and --to are both required"},
 		{args: []string{"migrate", "--from", "a", "--to", "b", "--concurrency", "0"}, code: 2, stderr: "at least 1"},
 		{args: []string{"migrate", "--from", "a", "--to", "b", "extra"}, code: 2, stderr: `unexpected argument "extra"`},
-		{args: []string{"migrate", "--from", "/no/such.yml", "--to", "/no/such.yml"}, code: 2, stderr: "no such file"},
+		{args: []string{"migrate", "--from", "/no/such.yml", "--to", "/no/other.yml"}, code: 2, stderr: "no such file"},
+		{args: []string{"migrate", "--from", "a.yml", "--to", "./a.yml"}, code: 2, stderr: "name the same configuration"},
 		{args: []string{"--help"}, code: 0, stdout: "registryd migrate --from OLD.yml"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -111,15 +111,15 @@ func decodeState(b []byte) (state, error) {
 // writer implements driver.Writer (and io.ReaderFrom, so io.Copy fills its block buffer
 // directly). Its bytes go through a parts.Pipeline.
 type writer struct {
-	d    *Driver
-	path string
-	blob *blockblob.Client
-	pipe *parts.Pipeline
+	parts.Intake // Write, ReadFrom, Size
+	d            *Driver
+	path         string
+	blob         *blockblob.Client
+	pipe         *parts.Pipeline
 
 	session [sessionLen]byte
 	resumed bool
 	base    uint32 // data blocks of the session before this writer
-	size    int64  // their total length
 	next    uint32 // index of the next data block, once the pipeline is drained
 }
 
@@ -129,13 +129,12 @@ var (
 )
 
 func (d *Driver) newWriter(ctx context.Context, p string, st state) *writer {
-	w := &writer{d: d, path: p, blob: d.blockBlob(p), session: st.session, base: st.blocks, size: st.size}
+	w := &writer{d: d, path: p, blob: d.blockBlob(p), session: st.session, base: st.blocks}
 	w.pipe = parts.New(ctx, d.budget, parts.Options{
-		Path: p, PartSize: d.chunk, Concurrency: d.concurrency, Small: parts.DefaultSmall,
+		Path: p, Base: st.size, PartSize: d.chunk, Concurrency: d.concurrency, Small: parts.DefaultSmall,
 		Before: func(_ context.Context, i int64) error {
 			if int64(w.base)+i >= maxBlocks {
-				return &driver.PathError{Op: "write", Path: p,
-					Err: fmt.Errorf("%w: more than %d blocks", driver.ErrPreconditionFailed, maxBlocks)}
+				return parts.Errorf("write", p, "%w: more than %d blocks", driver.ErrPreconditionFailed, maxBlocks)
 			}
 			return nil
 		},
@@ -143,6 +142,7 @@ func (d *Driver) newWriter(ctx context.Context, p string, st state) *writer {
 			return w.stage(ctx, kindData, w.base+uint32(i), b)
 		},
 	})
+	w.Intake = w.pipe.Intake()
 	return w
 }
 
@@ -155,9 +155,7 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 	}
 	if resume == nil {
 		var st state
-		if _, err := rand.Read(st.session[:]); err != nil {
-			return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: %w", driver.ErrUnavailable, err)}
-		}
+		_, _ = rand.Read(st.session[:]) // crypto/rand.Read never fails
 		return d.newWriter(ctx, p, st), nil
 	}
 	st, err := decodeState(resume)
@@ -204,12 +202,10 @@ func (d *Driver) verifySession(ctx context.Context, p string, st state) error {
 			}
 		}
 	}
-	stale := func(why string) error {
-		return &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: %s", driver.ErrPreconditionFailed, why)}
-	}
+	stale := func(why string) error { return parts.Errorf("writer", p, "%w: %s", driver.ErrPreconditionFailed, why) }
 	switch {
 	case !found || aborted:
-		return &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: no upload session", driver.ErrNotFound)}
+		return parts.Errorf("writer", p, "%w: no upload session", driver.ErrNotFound)
 	case later:
 		return stale("the session has moved past this state")
 	case !acked:
@@ -228,15 +224,6 @@ func (d *Driver) verifySession(ctx context.Context, p string, st state) error {
 	}
 	return nil
 }
-
-// Size implements driver.Writer.
-func (w *writer) Size() int64 { return w.size + w.pipe.Written() }
-
-// Write implements driver.Writer.
-func (w *writer) Write(p []byte) (int, error) { return w.pipe.Write(p) }
-
-// ReadFrom reads r to EOF straight into the block buffer.
-func (w *writer) ReadFrom(r io.Reader) (int64, error) { return w.pipe.ReadFrom(r) }
 
 // stage uploads data as block idx of kind.
 func (w *writer) stage(ctx context.Context, kind byte, idx uint32, data []byte) error {

@@ -497,7 +497,7 @@ func (w *fileWriter) CommitTo(ctx context.Context, dst string) (string, error) {
 	}
 	fi, err := os.Stat(w.d.full(dst))
 	if err != nil {
-		return "", nil // committed; the version is merely unknown
+		return "", nil //nolint:nilerr // committed; the version is merely unknown
 	}
 	return version(fi), nil
 }

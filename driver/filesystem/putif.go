@@ -33,6 +33,12 @@ import (
 // open file description). A recursive Delete of a directory removes the files under it
 // without their locks: it is not ordered against a PutIf under that directory. On NFS,
 // Linux emulates flock with POSIX byte-range locks, which the server arbitrates.
+//
+// Plain writes take the lock too, though only leases are written with PutIf: without it a
+// Put's rename could land between a PutIf's version check and its rename, and the PutIf
+// would overwrite it as if the condition held. The lock costs an open, a flock and a
+// close (about 15 µs on ext4, measured in parallel), against the fsync every write
+// already does (about 2 ms for a 4 KiB Put): under 1% of a push.
 
 const (
 	lockDir     = "~locks"

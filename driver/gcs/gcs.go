@@ -208,7 +208,8 @@ func (d *Driver) pathOf(name string) string { return d.root.PathOf(name) }
 // whatever the SDK made of the cancellation, so callers can test for it.
 func fail(ctx context.Context, op, p string, err error) error {
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		err = fmt.Errorf("%w (%v)", cerr, err)
+		// The SDK's error is context only: the call ended because ctx did.
+		err = fmt.Errorf("%w (%v)", cerr, err) //nolint:errorlint // callers match ctx's error, never the SDK's
 	}
 	return &driver.PathError{Op: op, Path: p, Err: err}
 }

@@ -41,12 +41,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
-	mrand "math/rand/v2"
 	"strconv"
 	"strings"
-	"time"
 
 	"cloud.google.com/go/storage"
 	"golang.org/x/sync/errgroup"
@@ -67,8 +64,6 @@ const (
 	// maxManifest bounds the manifest read on resume.
 	maxManifest = 16 << 20
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // state is the decoded resume state: well under 100 bytes.
 type state struct {
@@ -136,13 +131,14 @@ func decodeManifest(b []byte) ([]segment, error) {
 
 // writer implements driver.Writer; see the comment at the top of this file.
 type writer struct {
-	d       *Driver
-	p       string // the caller's path
-	key     string // the object name
-	session [idLen]byte
-	id      [idLen]byte // this writer's id, naming its parts and tail
-	prefix  string      // key + "~" + hex(session) + "/"
-	pipe    *parts.Pipeline
+	parts.Intake // Write, ReadFrom, Size
+	d            *Driver
+	p            string // the caller's path
+	key          string // the object name
+	session      [idLen]byte
+	id           [idLen]byte // this writer's id, naming its parts and tail
+	prefix       string      // key + "~" + hex(session) + "/"
+	pipe         *parts.Pipeline
 
 	segs []segment // segments acknowledged before this writer (from the manifest)
 	seq  int64     // number of the manifest resumed from; 0: none yet (a new session)
@@ -164,13 +160,9 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 		return nil, err
 	}
 	w := &writer{d: d, p: p, key: d.key(p)}
-	if _, err := rand.Read(w.id[:]); err != nil {
-		return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: %w", driver.ErrUnavailable, err)}
-	}
+	_, _ = rand.Read(w.id[:]) // crypto/rand.Read never fails
 	if resume == nil {
-		if _, err := rand.Read(w.session[:]); err != nil {
-			return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf("%w: %w", driver.ErrUnavailable, err)}
-		}
+		_, _ = rand.Read(w.session[:])
 		w.prefix = w.key + hiddenMark + hex.EncodeToString(w.session[:]) + "/"
 	} else {
 		st, err := decodeState(resume)
@@ -191,13 +183,12 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 			size += s.size()
 		}
 		if size != st.size {
-			return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf(
-				"%w: the state says %d bytes, the session holds %d", driver.ErrPreconditionFailed, st.size, size)}
+			return nil, parts.Errorf("writer", p, "%w: the state says %d bytes, the session holds %d", driver.ErrPreconditionFailed, st.size, size)
 		}
 		w.segs, w.seq, w.gen, w.base = segs, st.seq, st.gen, size
 	}
 	w.pipe = parts.New(ctx, d.budget, parts.Options{
-		Path: p, PartSize: d.chunk, Concurrency: d.concurrency, Small: parts.DefaultSmall,
+		Path: p, Base: w.base, PartSize: d.chunk, Concurrency: d.concurrency, Small: parts.DefaultSmall,
 		Upload: func(ctx context.Context, i int64, b []byte) error {
 			if _, err := d.upload(ctx, w.partName(w.id, i), b, nil); err != nil {
 				return fail(ctx, "write", p, err)
@@ -205,6 +196,7 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 			return nil
 		},
 	})
+	w.Intake = w.pipe.Intake()
 	return w, nil
 }
 
@@ -288,16 +280,6 @@ func (w *writer) components(segs []segment) []string {
 	return names
 }
 
-// Size implements driver.Writer.
-func (w *writer) Size() int64 { return w.base + w.pipe.Written() }
-
-// Write implements driver.Writer.
-func (w *writer) Write(b []byte) (int, error) { return w.pipe.Write(b) }
-
-// ReadFrom implements io.ReaderFrom: it reads r to EOF straight into part buffers. A read
-// error is returned as is.
-func (w *writer) ReadFrom(r io.Reader) (int64, error) { return w.pipe.ReadFrom(r) }
-
 // flushTail uploads the drained bytes as this writer's tail and returns the segment this
 // writer adds to the session (none if it wrote nothing).
 func (w *writer) flushTail(ctx context.Context, tail []byte) ([]segment, error) {
@@ -349,7 +331,7 @@ func (d *Driver) putManifest(ctx context.Context, name string, data []byte) (int
 	cond := storage.Conditions{DoesNotExist: true}
 	var newGen int64
 	failedBefore := false
-	err := d.withRetry(ctx, func() error {
+	err := d.retry.Do(ctx, func(int) error {
 		attrs, err := d.uploadOnce(ctx, name, data, &cond)
 		if err == nil {
 			newGen = attrs.Generation
@@ -472,7 +454,7 @@ func (d *Driver) composeOnce(ctx context.Context, srcs []string, dst string) (*s
 		handles[i] = d.once.Object(s)
 	}
 	var attrs *storage.ObjectAttrs
-	err := d.withRetry(ctx, func() error {
+	err := d.retry.Do(ctx, func(int) error {
 		c := d.once.Object(dst).ComposerFrom(handles...)
 		c.ContentType = "application/octet-stream"
 		var err error
@@ -506,7 +488,7 @@ func (w *writer) Abort(ctx context.Context) error {
 // driver's own objects are rewritten only with the same content.
 func (d *Driver) upload(ctx context.Context, name string, data []byte, cond *storage.Conditions) (*storage.ObjectAttrs, error) {
 	var attrs *storage.ObjectAttrs
-	err := d.withRetry(ctx, func() error {
+	err := d.retry.Do(ctx, func(int) error {
 		var err error
 		attrs, err = d.uploadOnce(ctx, name, data, cond)
 		return err
@@ -524,7 +506,7 @@ func (d *Driver) uploadOnce(ctx context.Context, name string, data []byte, cond 
 	w := o.NewWriter(cctx)
 	w.ChunkSize = 0 // one request from our buffer: no second copy in the library
 	w.ContentType = "application/octet-stream"
-	w.CRC32C = crc32.Checksum(data, castagnoli)
+	w.CRC32C = parts.CRC32C(data)
 	w.SendCRC32C = true
 	if _, err := w.Write(data); err != nil {
 		cancel()
@@ -535,26 +517,4 @@ func (d *Driver) uploadOnce(ctx context.Context, name string, data []byte, cond 
 		return nil, classifyNoObject(err)
 	}
 	return w.Attrs(), nil
-}
-
-// withRetry runs f, which returns classified errors, until it succeeds, fails with an
-// error that is not transient, or d.retry's attempts are spent.
-func (d *Driver) withRetry(ctx context.Context, f func() error) error {
-	var rnd *mrand.Rand
-	for attempt := 1; ; attempt++ {
-		err := f()
-		if err == nil || attempt >= d.retry.MaxAttempts || !driver.Retryable(err) {
-			return err
-		}
-		if rnd == nil {
-			rnd = mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64()))
-		}
-		t := time.NewTimer(d.retry.Backoff(attempt, rnd))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (after %v)", ctx.Err(), err)
-		case <-t.C:
-		}
-	}
 }

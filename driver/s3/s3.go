@@ -263,12 +263,7 @@ func (d *Driver) key(p string) string { return d.root + p }
 // error if ctx is done (so cancellation is reported as such even when the SDK saw it as a
 // transport failure), else the classified error.
 func fail(ctx context.Context, op, p string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
-		err = fmt.Errorf("%w (%v)", ctxErr, err)
-	} else {
-		err = classify(err)
-	}
-	return &driver.PathError{Op: op, Path: p, Err: err}
+	return &driver.PathError{Op: op, Path: p, Err: failErr(ctx, err)}
 }
 
 // Stat implements driver.Driver.
@@ -318,7 +313,11 @@ func (d *Driver) checkBucket(ctx context.Context) error {
 
 // failErr is fail without the PathError.
 func failErr(ctx context.Context, err error) error {
-	return fail(ctx, "", "", err).(*driver.PathError).Err
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		// The SDK's error is context only: the call ended because ctx did.
+		return fmt.Errorf("%w (%v)", ctxErr, err) //nolint:errorlint // callers match ctx's error, never the SDK's
+	}
+	return classify(err)
 }
 
 // Reader implements driver.Driver.
@@ -387,7 +386,7 @@ func (b *body) ObjectSize() int64 { return b.size }
 
 func (b *body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		err = fail(b.ctx, "read", b.path, err)
 	}
 	return n, err

@@ -108,13 +108,14 @@ func parseState(b []byte) (*writerState, error) {
 // through a parts.Pipeline; the fields below are set while resuming, by the pipeline's
 // Before (serialised with the pipeline), or after the pipeline is drained.
 type writer struct {
-	d        *Driver
-	path     string
-	key      string
-	sidecar  string
-	sid      [12]byte
-	partSize int64
-	pipe     *parts.Pipeline
+	parts.Intake // Write, ReadFrom, Size
+	d            *Driver
+	path         string
+	key          string
+	sidecar      string
+	sid          [12]byte
+	partSize     int64
+	pipe         *parts.Pipeline
 
 	uploadID string // "" until the first full part is sent
 	created  bool   // uploadID was created by this writer and no State has named it yet
@@ -145,7 +146,7 @@ func (d *Driver) Writer(ctx context.Context, p string, resume []byte) (driver.Wr
 		return nil, &driver.PathError{Op: "writer", Path: p, Err: fmt.Errorf(
 			"state part size %d exceeds memorybudget %d: %w", st.partSize, d.budgetSize, driver.ErrMisconfigured)}
 	}
-	w := d.newSession(ctx, p, st.sid, st.partSize)
+	w := d.newSession(ctx, p, st)
 	if err := w.resume(ctx, st); err != nil {
 		w.finish(ctx, false)
 		return nil, err
@@ -160,29 +161,32 @@ func (d *Driver) uploadSlots() int { return max(1, d.concurrency-1) }
 
 // newWriter starts a new session at p.
 func (d *Driver) newWriter(ctx context.Context, p string) *writer {
-	var sid [12]byte
-	_, _ = rand.Read(sid[:])
-	return d.newSession(ctx, p, sid, d.chunk)
+	st := &writerState{partSize: d.chunk}
+	_, _ = rand.Read(st.sid[:])
+	return d.newSession(ctx, p, st)
 }
 
-func (d *Driver) newSession(ctx context.Context, p string, sid [12]byte, partSize int64) *writer {
+// newSession returns a writer of the session st names, as of st (not verified yet).
+func (d *Driver) newSession(ctx context.Context, p string, st *writerState) *writer {
 	key := d.key(p)
 	w := &writer{
 		d:        d,
 		path:     p,
 		key:      key,
-		sidecar:  key + sidecarSep + hex.EncodeToString(sid[:]) + sidecarSuffix,
-		sid:      sid,
-		partSize: partSize,
+		sidecar:  key + sidecarSep + hex.EncodeToString(st.sid[:]) + sidecarSuffix,
+		sid:      st.sid,
+		partSize: st.partSize,
+		base:     st.parts,
 		uploaded: map[int32]types.CompletedPart{},
 	}
 	w.pipe = parts.New(ctx, d.budget, parts.Options{
-		Path: p, PartSize: partSize, Concurrency: d.uploadSlots(), Small: parts.DefaultSmall,
+		Path: p, Base: int64(st.parts) * st.partSize, PartSize: st.partSize, Concurrency: d.uploadSlots(), Small: parts.DefaultSmall,
 		Before: func(ctx context.Context, i int64) error { return w.nextPart(ctx, w.base+int32(i)) },
 		Upload: func(ctx context.Context, i int64, b []byte) error { return w.uploadPart(ctx, w.base+int32(i)+1, b) },
 		// The session stays as of its last State; what this writer added is discarded.
 		Abandon: func() { w.discardCreated(ctx) },
 	})
+	w.Intake = w.pipe.Intake()
 	return w
 }
 
@@ -197,7 +201,7 @@ func (w *writer) resume(ctx context.Context, st *writerState) error {
 	defer out.Body.Close()
 	if !sameETag(out.ETag, st.tailETag) || metaValue(out.Metadata, metaSession) != st.sessionMeta() ||
 		aws.ToInt64(out.ContentLength) != tail {
-		return w.errorf("writer", "resume state superseded by a later State: %w", driver.ErrPreconditionFailed)
+		return parts.Errorf("writer", w.path, "resume state superseded by a later State: %w", driver.ErrPreconditionFailed)
 	}
 	if n, err := w.pipe.ReadFrom(io.LimitReader(out.Body, tail)); err != nil || n != tail {
 		if _, ok := errors.AsType[*driver.PathError](err); ok {
@@ -215,22 +219,12 @@ func (w *writer) resume(ctx context.Context, st *writerState) error {
 			return w.fail(ctx, "writer", err)
 		}
 		if len(lp.Parts) != 1 || aws.ToInt32(lp.Parts[0].PartNumber) != st.parts || !sameETag(lp.Parts[0].ETag, st.lastETag) {
-			return w.errorf("writer", "part %d of upload differs from the resume state: %w", st.parts, driver.ErrPreconditionFailed)
+			return parts.Errorf("writer", w.path, "part %d of upload differs from the resume state: %w", st.parts, driver.ErrPreconditionFailed)
 		}
 	}
-	w.uploadID, w.base, w.lastETag, w.resumed = st.uploadID, st.parts, st.lastETag, true
+	w.uploadID, w.lastETag, w.resumed = st.uploadID, st.lastETag, true
 	return nil
 }
-
-// Write implements driver.Writer.
-func (w *writer) Write(p []byte) (int, error) { return w.pipe.Write(p) }
-
-// ReadFrom implements io.ReaderFrom: it reads r to EOF straight into part buffers, so the
-// bytes are not copied through the caller's buffer first. A read error is returned as is.
-func (w *writer) ReadFrom(r io.Reader) (int64, error) { return w.pipe.ReadFrom(r) }
-
-// Size implements driver.Writer.
-func (w *writer) Size() int64 { return int64(w.base)*w.partSize + w.pipe.Written() }
 
 // parts is the number of parts of the session, once the pipeline is drained.
 func (w *writer) parts() int32 { return w.base + int32(w.pipe.Parts()) + w.last }
@@ -275,7 +269,7 @@ func (w *writer) state(ctx context.Context, tail []byte) ([]byte, error) {
 	}
 	out, err := w.d.putObject(ctx, w.sidecar, tail, false, metaSession, st.sessionMeta())
 	if err != nil {
-		return nil, w.wrap("state", err)
+		return nil, parts.WithPath("state", w.path, err)
 	}
 	st.tailETag = aws.ToString(out.ETag)
 	w.created = false
@@ -332,7 +326,7 @@ func (w *writer) commit(ctx context.Context, single string, tail []byte) (etag s
 	if w.uploadID == "" {
 		out, err := d.putObject(ctx, single, tail, true)
 		if err != nil {
-			return "", false, w.wrap("commit", err)
+			return "", false, parts.WithPath("commit", w.path, err)
 		}
 		etag = aws.ToString(out.ETag)
 	} else {
@@ -341,13 +335,13 @@ func (w *writer) commit(ctx context.Context, single string, tail []byte) (etag s
 				return "", true, err
 			}
 		}
-		parts, err := w.partList(ctx)
+		list, err := w.partList(ctx)
 		if err != nil {
 			return "", true, err
 		}
 		out, err := d.c(ctx).CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 			Bucket: &d.bucket, Key: &w.key, UploadId: &w.uploadID,
-			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+			MultipartUpload: &types.CompletedMultipartUpload{Parts: list},
 		})
 		if err != nil {
 			return "", true, w.fail(ctx, "commit", err)
@@ -367,11 +361,11 @@ func (w *writer) commit(ctx context.Context, single string, tail []byte) (etag s
 func (w *writer) partList(ctx context.Context) ([]types.CompletedPart, error) {
 	d := w.d
 	n := w.parts()
-	parts := make([]types.CompletedPart, n)
+	list := make([]types.CompletedPart, n)
 	missing := 0
-	for i := range parts {
+	for i := range list {
 		if p, ok := w.uploaded[int32(i+1)]; ok {
-			parts[i] = p
+			list[i] = p
 		} else {
 			missing++
 		}
@@ -386,8 +380,8 @@ func (w *writer) partList(ctx context.Context) ([]types.CompletedPart, error) {
 		}
 		for _, p := range out.Parts {
 			i := aws.ToInt32(p.PartNumber)
-			if i >= 1 && i <= n && parts[i-1].ETag == nil {
-				parts[i-1] = types.CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag, ChecksumCRC32: p.ChecksumCRC32}
+			if i >= 1 && i <= n && list[i-1].ETag == nil {
+				list[i-1] = types.CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag, ChecksumCRC32: p.ChecksumCRC32}
 				missing--
 			}
 		}
@@ -398,9 +392,9 @@ func (w *writer) partList(ctx context.Context) ([]types.CompletedPart, error) {
 		marker = &next
 	}
 	if missing > 0 {
-		return nil, w.errorf("commit", "%d of %d parts missing from the upload: %w", missing, n, driver.ErrPreconditionFailed)
+		return nil, parts.Errorf("commit", w.path, "%d of %d parts missing from the upload: %w", missing, n, driver.ErrPreconditionFailed)
 	}
-	return parts, nil
+	return list, nil
 }
 
 // Abort implements driver.Writer: it stops the uploads in flight, aborts the multipart
@@ -459,7 +453,7 @@ func (w *writer) discardCreated(ctx context.Context) {
 // multipart upload.
 func (w *writer) nextPart(ctx context.Context, n int32) error {
 	if n >= maxParts {
-		return w.errorf("write", "object exceeds %d parts of %d bytes (raise storage.s3.chunksize): %w", maxParts, w.partSize, driver.ErrMisconfigured)
+		return parts.Errorf("write", w.path, "object exceeds %d parts of %d bytes (raise storage.s3.chunksize): %w", maxParts, w.partSize, driver.ErrMisconfigured)
 	}
 	if w.uploadID != "" {
 		return nil
@@ -511,18 +505,6 @@ func (w *writer) uploadPart(ctx context.Context, n int32, b []byte) error {
 
 func (w *writer) fail(ctx context.Context, op string, err error) error {
 	return fail(ctx, op, w.path, err)
-}
-
-func (w *writer) wrap(op string, err error) error {
-	var pe *driver.PathError
-	if errors.As(err, &pe) {
-		return err
-	}
-	return &driver.PathError{Op: op, Path: w.path, Err: err}
-}
-
-func (w *writer) errorf(op, format string, args ...any) error {
-	return &driver.PathError{Op: op, Path: w.path, Err: fmt.Errorf(format, args...)}
 }
 
 // sameETag compares ETags ignoring the quotes some stores omit.

@@ -147,12 +147,11 @@ func Build(opts Options) (v1.Image, error) {
 // with fixed times and owners, so the same inputs give the same digest.
 func rootfs(bin, certs []byte, mtime time.Time) ([]byte, error) {
 	type entry struct {
-		name     string
-		mode     int64
-		uid      int
-		data     []byte
-		dir      bool
-		typeflag byte
+		name string
+		mode int64
+		uid  int
+		data []byte
+		dir  bool
 	}
 	passwd := fmt.Sprintf("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", NonrootUID, NonrootUID)
 	group := fmt.Sprintf("root:x:0:\nnonroot:x:%d:\n", NonrootUID)

@@ -136,7 +136,7 @@ func (d *Dockerd) Exec(ctx context.Context, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v)", err, ctx.Err())
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
 		}
 		return stdout.String(), fmt.Errorf("docker %s: %w\nstdout: %s\nstderr: %s",
 			strings.Join(args, " "), err, tail(stdout.String(), 2000), tail(stderr.String(), 4000))

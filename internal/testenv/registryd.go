@@ -44,7 +44,7 @@ func RegistrydBinary(t testing.TB) string {
 		cmd := exec.Command("go", "build", "-o", tmp, "./cmd/registryd")
 		cmd.Dir = repoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 			return
 		}
 		buildErr = os.Rename(tmp, buildPath)

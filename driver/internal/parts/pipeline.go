@@ -27,6 +27,9 @@ const (
 type Options struct {
 	// Path names the writer's object in the pipeline's own errors.
 	Path string
+	// Base is the number of bytes the session held before this writer (a resumed
+	// session's): Intake's Size counts them.
+	Base int64
 	// PartSize is the size of every part but the last (> 0).
 	PartSize int64
 	// Concurrency is how many parts upload in the background at once (>= 1).
@@ -118,6 +121,24 @@ func (p *Pipeline) Parts() int64 {
 	defer p.mu.Unlock()
 	return p.parts
 }
+
+// Intake is the part of a driver.Writer that a Pipeline implements: Write, ReadFrom and
+// Size. A driver's writer embeds the Intake of its pipeline.
+type Intake struct{ p *Pipeline }
+
+// Intake returns the pipeline's Intake.
+func (p *Pipeline) Intake() Intake { return Intake{p} }
+
+// Write implements driver.Writer: see Pipeline.Write.
+func (in Intake) Write(b []byte) (int, error) { return in.p.Write(b) }
+
+// ReadFrom implements io.ReaderFrom (so io.Copy fills the part buffers from its source
+// directly): see Pipeline.ReadFrom.
+func (in Intake) ReadFrom(r io.Reader) (int64, error) { return in.p.ReadFrom(r) }
+
+// Size implements driver.Writer: the session's bytes, Options.Base and those the pipeline
+// has taken.
+func (in Intake) Size() int64 { return in.p.opts.Base + in.p.Written() }
 
 // Write takes b, sending full parts as more bytes arrive.
 func (p *Pipeline) Write(b []byte) (int, error) {
@@ -365,9 +386,19 @@ func (p *Pipeline) firstErr() error {
 }
 
 // pathError wraps err in a *driver.PathError for the writer's path unless it is one.
-func (p *Pipeline) pathError(err error) error {
-	if _, ok := errors.AsType[*driver.PathError](err); ok {
+func (p *Pipeline) pathError(err error) error { return WithPath("write", p.opts.Path, err) }
+
+// WithPath returns err wrapped in a *driver.PathError for op on path, or err itself when
+// it is one already (or nil).
+func WithPath(op, path string, err error) error {
+	if _, ok := errors.AsType[*driver.PathError](err); ok || err == nil {
 		return err
 	}
-	return &driver.PathError{Op: "write", Path: p.opts.Path, Err: err}
+	return &driver.PathError{Op: op, Path: path, Err: err}
+}
+
+// Errorf returns a *driver.PathError for op on path whose Err is fmt.Errorf(format,
+// args...).
+func Errorf(op, path, format string, args ...any) error {
+	return &driver.PathError{Op: op, Path: path, Err: fmt.Errorf(format, args...)}
 }

@@ -340,3 +340,36 @@ func TestBefore(t *testing.T) {
 		t.Errorf("Before saw %v, %d parts sent", seen, p.Parts())
 	}
 }
+
+// TestIntake: a writer's Size counts the session's earlier bytes (Options.Base) and those
+// taken by Write and ReadFrom.
+func TestIntake(t *testing.T) {
+	var r recorder
+	p := New(context.Background(), NewBudget(1<<20, 64), Options{Path: "x", Base: 1000, PartSize: 64, Concurrency: 2, Upload: r.upload})
+	defer p.Close()
+	in := p.Intake()
+	if _, err := in.Write(pattern(100)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.ReadFrom(oneByte{bytes.NewReader(pattern(50))}); err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Size(); got != 1150 {
+		t.Errorf("Size = %d, want 1150", got)
+	}
+}
+
+// TestWithPath: an error is wrapped in a *driver.PathError once; nil stays nil.
+func TestWithPath(t *testing.T) {
+	if WithPath("write", "p", nil) != nil {
+		t.Error("nil wrapped")
+	}
+	once := WithPath("write", "p", driver.ErrUnavailable)
+	if twice := WithPath("commit", "q", once); twice != once { //nolint:errorlint // the very same value must come back
+		t.Errorf("wrapped again: %v", twice)
+	}
+	pe, ok := errors.AsType[*driver.PathError](Errorf("state", "p", "%w: %d", driver.ErrNotFound, 3))
+	if !ok || pe.Op != "state" || pe.Path != "p" || !errors.Is(pe, driver.ErrNotFound) {
+		t.Errorf("Errorf = %#v", pe)
+	}
+}

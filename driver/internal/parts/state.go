@@ -28,6 +28,10 @@ var ErrMalformed = fmt.Errorf("malformed resume state: %w", driver.ErrNotFound)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// CRC32C returns the CRC-32C (Castagnoli) checksum of b, the one records carry and GCS
+// checks uploads with.
+func CRC32C(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
 // Encoder builds a record. The zero value is not usable: start with NewRecord.
 type Encoder struct{ b []byte }
 
@@ -50,7 +54,7 @@ func (e *Encoder) String(s string) *Encoder {
 
 // Seal returns the record with its checksum.
 func (e *Encoder) Seal() []byte {
-	return binary.BigEndian.AppendUint32(e.b, crc32.Checksum(e.b, castagnoli))
+	return binary.BigEndian.AppendUint32(e.b, CRC32C(e.b))
 }
 
 // Decoder reads the fields of a record opened with Open. Once a read fails, every later
@@ -67,7 +71,7 @@ func Open(kind byte, rec []byte) (*Decoder, error) {
 		return nil, ErrMalformed
 	}
 	body, sum := rec[:len(rec)-4], binary.BigEndian.Uint32(rec[len(rec)-4:])
-	if crc32.Checksum(body, castagnoli) != sum {
+	if CRC32C(body) != sum {
 		return nil, ErrMalformed
 	}
 	return &Decoder{b: body[2:]}, nil
