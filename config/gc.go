@@ -31,6 +31,12 @@ type GC struct {
 	// DryRun computes and writes the plan (docker/registry/v2/_gc/plan.json) and logs
 	// its summary, deleting nothing.
 	DryRun bool `yaml:"dryrun"`
+	// Announce is how long the first run on a bucket waits, after announcing itself under
+	// docker/registry/v2/_gc/, before it deletes anything (default 1m): replicas that
+	// never saw the bucket collected skip the push protection against a concurrent
+	// collector, and check for the announcement every Announce/4. Every replica and every
+	// `registryd gc` sharing the bucket must use the same value.
+	Announce time.Duration `yaml:"announce"`
 	// Retention lists the tag retention rules, applied as the first phase of a run; the
 	// first rule whose Repository matches a repository applies to it.
 	Retention []RetentionRule `yaml:"retention"`
@@ -67,6 +73,9 @@ func (g *GC) applyDefaults() {
 	if g.UntaggedGracePeriod == 0 {
 		g.UntaggedGracePeriod = g.GracePeriod
 	}
+	if g.Announce == 0 {
+		g.Announce = time.Minute
+	}
 }
 
 // validate checks storage.gc, naming the key at fault.
@@ -75,6 +84,7 @@ func (g *GC) validate() error {
 	v.positive("storage.gc.interval", g.Interval)
 	v.positive("storage.gc.graceperiod", g.GracePeriod)
 	v.positive("storage.gc.untaggedgraceperiod", g.UntaggedGracePeriod)
+	v.positive("storage.gc.announce", g.Announce)
 	for i, r := range g.Retention {
 		key := fmt.Sprintf("storage.gc.retention[%d]", i)
 		if r.Repository == "" {

@@ -12,7 +12,7 @@ func TestGCDefaultsAndKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	if g := c.Storage.GC; g.Enabled || g.Interval != 24*time.Hour || g.GracePeriod != 24*time.Hour || !*g.Untagged ||
-		g.UntaggedGracePeriod != 24*time.Hour || g.DryRun {
+		g.UntaggedGracePeriod != 24*time.Hour || g.DryRun || g.Announce != time.Minute {
 		t.Fatalf("defaults: %+v", g)
 	}
 	yml := `
@@ -23,6 +23,7 @@ storage:
     graceperiod: 2h
     untagged: false
     dryrun: true
+    announce: 5s
     retention:
       - repository: "team/**"
         keeplast: 5
@@ -36,7 +37,7 @@ storage:
 	}
 	g := c.Storage.GC
 	if !g.Enabled || g.Interval != 5*time.Minute || g.GracePeriod != 2*time.Hour || *g.Untagged || g.UntaggedGracePeriod != 2*time.Hour ||
-		!g.DryRun || len(g.Retention) != 1 || g.Retention[0].OlderThan != 720*time.Hour || len(g.Retention[0].Pinned) != 2 {
+		!g.DryRun || g.Announce != 5*time.Second || len(g.Retention) != 1 || g.Retention[0].OlderThan != 720*time.Hour || len(g.Retention[0].Pinned) != 2 {
 		t.Fatalf("loaded: %+v", g)
 	}
 }
@@ -45,6 +46,7 @@ func TestGCValidation(t *testing.T) {
 	for _, tc := range []struct{ yml, key string }{
 		{"storage: {gc: {interval: -1s}}", "storage.gc.interval"},
 		{"storage: {gc: {graceperiod: -1h}}", "storage.gc.graceperiod"},
+		{"storage: {gc: {announce: -1s}}", "storage.gc.announce"},
 		{"storage: {gc: {retention: [{keeplast: 1}]}}", "storage.gc.retention[0].repository"},
 		{"storage: {gc: {retention: [{repository: a}]}}", "storage.gc.retention[0]"},
 		{"storage: {gc: {retention: [{repository: a, keeplast: 1, keeptags: '('}]}}", "storage.gc.retention[0].keeptags"},

@@ -35,7 +35,7 @@ import (
 // gcStorage adds an online GC section running every interval with a short grace period
 // to a storage section.
 func gcStorage(storage string, interval, grace time.Duration) string {
-	return storage + fmt.Sprintf("  gc:\n    enabled: true\n    interval: %s\n    graceperiod: %s\n", interval, grace)
+	return storage + fmt.Sprintf("  gc:\n    enabled: true\n    interval: %s\n    graceperiod: %s\n    announce: 1s\n", interval, grace)
 }
 
 // gcWorkload pushes, re-tags and deletes from several clients on random replicas until
@@ -238,9 +238,16 @@ func TestGCOnlineReplicas(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			storage := gcStorage(b.storage(t), 2*time.Second, 3*time.Second)
 			cfg := registryConfig(storage, "")
+			// The third replica does not collect: it protects its pushes once it has
+			// found the collector's announcement in the bucket.
+			noGC := registryConfig(strings.Replace(storage, "enabled: true", "enabled: false", 1), "")
 			rs := make([]*testenv.Registryd, 3)
 			for i := range rs {
-				rs[i] = testenv.StartRegistryd(t, cfg)
+				c := cfg
+				if i == 2 {
+					c = noGC
+				}
+				rs[i] = testenv.StartRegistryd(t, c)
 			}
 			ok, failed := gcWorkload(t, rs, 4, 15*time.Second)
 			t.Logf("workload: %d operations succeeded, %d failed", ok, failed)
@@ -282,7 +289,7 @@ func TestGCDistributionServesAfter(t *testing.T) {
 	r.Stop()
 	time.Sleep(2200 * time.Millisecond) // past the grace period and the push markers, in whole seconds
 	cfgPath := filepath.Join(t.TempDir(), "gc.yml")
-	if err := os.WriteFile(cfgPath, []byte(registryConfig(storage+"  gc:\n    graceperiod: 1ms\n", "")), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(registryConfig(storage+"  gc:\n    graceperiod: 1ms\n    announce: 1s\n", "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

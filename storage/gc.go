@@ -230,6 +230,7 @@ func (r *Registry) collect(ctx context.Context, opts GCOptions, clock gcClock) (
 	if opts.Logger == nil {
 		opts.Logger = r.opts.Logger
 	}
+	r.markCollected()
 	c := &gcDriver{Driver: r.d}
 	rr := *r
 	rr.d = c
@@ -258,6 +259,19 @@ func (r *Registry) collect(ctx context.Context, opts GCOptions, clock gcClock) (
 }
 
 func (g *gcRun) run(ctx context.Context) error {
+	// A dry run deletes nothing: it only counts what announcing would cost.
+	announceCalls := int64(0)
+	if g.opts.DryRun {
+		done, err := g.announced(ctx)
+		if err != nil {
+			return err
+		}
+		if !done {
+			announceCalls = 2 // _gc/announcing and _gc/announced
+		}
+	} else if err := g.announce(ctx); err != nil {
+		return err
+	}
 	if err := g.begin(ctx); err != nil {
 		return err
 	}
@@ -269,8 +283,9 @@ func (g *gcRun) run(ctx context.Context) error {
 	}
 	plan := g.plan()
 	if g.opts.DryRun {
-		// + the run's start marker (a write and a Stat) and the plan's own write
-		plan.BackendCalls = g.c.n.Load() + g.sweepCalls + 3
+		// + the run's start marker (a write and a Stat), the plan's own write, and
+		// announcing the first run
+		plan.BackendCalls = g.c.n.Load() + g.sweepCalls + 3 + announceCalls
 		g.report.Plan = plan
 		for _, it := range plan.Items {
 			g.report.Deleted[it.Kind]++

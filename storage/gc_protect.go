@@ -23,9 +23,53 @@ package storage
 //     tagged, the revision link rolled back. A revision link a batch removed between (a)
 //     and (c) is written again and the steps repeat.
 //
-// The cost, with or without a collector: a manifest PUT makes one more Stat (b) and one
-// more round of Stats (c), in parallel; a mount or an upload of a stored blob one more
-// small Put and one more Stat.
+// The cost: a manifest PUT makes one more Stat (b) and one more round of Stats (c), in
+// parallel; a mount or an upload of a stored blob one more small Put and one more Stat.
+//
+// Only where a collector may run. A bucket that was never garbage collected pays none of
+// it: a Registry learns in the background whether its bucket is collected
+// (gc_collected.go), and until it is, a manifest PUT goes from (a) straight to (d), and a
+// stored blob's link gets no push marker. Why no push is left unprotected:
+//
+//   - "Collected" is anything under _gc/. The GC lease is written there by the first run's
+//     Acquire and never deleted (Release writes an expired record), and a run writes
+//     _gc/announcing before anything else of its own; so from the moment the first run
+//     wrote one, _gc/ is never empty again. A Registry set up with Options.Collected (a
+//     replica with storage.gc.enabled, `registryd gc`), or that ran a collection, is
+//     collected from the start.
+//   - A Registry lists _gc/ (one entry) in the background, every GCAnnounce/4 at most; a
+//     request never waits for it. Finding something is sticky. Finding nothing is trusted
+//     for GCAnnounce/2 from the moment that List was sent; a failed List changes nothing,
+//     so a Registry that cannot reach the backend falls back to protecting its pushes
+//     once its last answer is that old, and a Registry that just started protects them
+//     until its first answer. So a push skips the protection at time t only if a List
+//     sent after t − GCAnnounce/2 found _gc/ empty, that is, was answered before the
+//     first run's write under _gc/ completed (at W): t < W + GCAnnounce/2.
+//   - The decision is read after what it guards is written: the manifest PUT reads it
+//     after (a), a link after the link. A push that skips the protection has therefore
+//     written its revision link, referrer record and layer links before W + GCAnnounce/2.
+//     Its tags (d) may come later, as in a protected PUT: the manifest is younger than
+//     any grace period then, and kept untagged.
+//   - A run that finds no _gc/announced (the first on the bucket, or a first that stopped
+//     before it was done announcing) writes _gc/announcing, waits GCAnnounce (by its own
+//     clock; the replicas measured GCAnnounce/2 by theirs, so only the clocks' rates,
+//     not their offsets, matter, and the other half is slack), writes _gc/announced, and
+//     only then begins (its start marker, retention, mark, sweep). It begins after
+//     W + GCAnnounce: every push that skipped the protection wrote what it guards
+//     before the run began, so its mark sees it (a revision link keeps its references, a
+//     young layer link keeps its blob) exactly as if no push had raced it, and every push
+//     that overlaps the run, in any replica, is a protected one (steps 1 and 2 above).
+//     Mark cannot start during the wait: a link written after mark listed its repository
+//     and carrying no push marker would not be seen by the sweep. A dry run deletes
+//     nothing and does not wait.
+//   - The protection stays tied to the bucket, not to a replica's configuration: a
+//     replica without storage.gc.enabled next to one that collects protects its pushes
+//     as soon as the collector announced itself. Options.TouchOnHead stays a setting of
+//     its own (its marker protects a blob found by a HEAD before any link is written).
+//
+// A bucket whose _gc/ was emptied by hand is treated as never collected: the next run
+// announces itself again. The check assumes a List that sees a completed write (S3, GCS,
+// Azure and filesystems are strongly consistent for it).
 
 import (
 	"bytes"
@@ -68,7 +112,7 @@ func (r *Registry) linkBlob(ctx context.Context, repo string, d digest.Digest, s
 	if err := r.putLink(ctx, layerLinkPath(repo, d), d); err != nil {
 		return fmt.Errorf("link blob: %w", err)
 	}
-	if !stored {
+	if !stored || !r.gcProtected() {
 		return nil
 	}
 	if err := r.touch(ctx, d); err != nil {
@@ -130,6 +174,9 @@ func (r *Registry) commitManifest(ctx context.Context, repo string, m *manifestJ
 	for attempt := 0; ; attempt++ {
 		if err := r.storeManifest(ctx, repo, m, mt, dg, body); err != nil {
 			return err
+		}
+		if !r.gcProtected() { // read after (a): see the top of this file
+			return nil
 		}
 		if err := r.waitSweep(ctx); err != nil {
 			return err

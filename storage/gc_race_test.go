@@ -333,8 +333,10 @@ func TestGCFailsClosed(t *testing.T) {
 				t.Fatalf("run: %v", err)
 			}
 			after := snapshot(t, f.mem)
-			delete(after, gcStartedPath())
-			delete(before, gcStartedPath())
+			for _, p := range []string{gcStartedPath(), gcAnnouncingPath(), gcAnnouncedPath()} {
+				delete(after, p)
+				delete(before, p)
+			}
 			if len(after) != len(before) {
 				t.Fatalf("%d objects before, %d after", len(before), len(after))
 			}

@@ -76,7 +76,11 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	mem := inmemory.New()
 	h := &hookDriver{Driver: mem}
-	return &fixture{t: t, mem: mem, hooks: h, r: newTestRegistry(t, h), bodies: map[digest.Digest][]byte{}}
+	r := newTestRegistry(t, h)
+	// As a replica that runs the collector: pushes are protected from the start (and no
+	// background check reads r.d, which tests swap).
+	r.markCollected()
+	return &fixture{t: t, mem: mem, hooks: h, r: r, bodies: map[digest.Digest][]byte{}}
 }
 
 func (f *fixture) blob(repo, content string) digest.Digest {

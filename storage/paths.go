@@ -47,6 +47,12 @@ func gcStartedPath() string { return gcDir() + "/started" }
 
 func gcSweepingPath() string { return gcDir() + "/sweeping" }
 
+// gcAnnouncingPath is written by a run that found no gcAnnouncedPath, before it waits
+// the announce period (see gc_collected.go); gcAnnouncedPath once it has waited.
+func gcAnnouncingPath() string { return gcDir() + "/announcing" }
+
+func gcAnnouncedPath() string { return gcDir() + "/announced" }
+
 func gcTouchedDir() string { return gcDir() + "/touched" }
 
 func gcTouchedPath(d digest.Digest) string {

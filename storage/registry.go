@@ -37,6 +37,16 @@ type Options struct {
 	// gc_protect.go). Worth it where a collector runs; without it such a push may fail
 	// with MANIFEST_BLOB_UNKNOWN (and is retried by the client with an upload).
 	TouchOnHead bool
+	// Collected makes every push protect itself against a concurrent garbage collector
+	// from the start (set it on replicas that run one). Without it, a Registry finds out
+	// in the background whether its bucket is or was ever garbage collected, and pushes
+	// skip that protection until it is (see gc_protect.go).
+	Collected bool
+	// GCAnnounce is how long the first garbage collection run on a bucket waits after
+	// announcing itself before it deletes anything (default DefaultGCAnnounce). Replicas
+	// check for the announcement every GCAnnounce/4 and trust an answer for GCAnnounce/2:
+	// every replica and every collector sharing the bucket must use the same value.
+	GCAnnounce time.Duration
 	// Logger receives warnings about best-effort clean-up failures (default: discard).
 	Logger *slog.Logger
 }
@@ -48,6 +58,8 @@ type Registry struct {
 	d        driver.Driver
 	opts     Options
 	verified *verifiedSet
+	// collected tracks whether the bucket is garbage collected (gc_collected.go).
+	collected *collectedState
 }
 
 // New returns a Registry over d.
@@ -70,7 +82,14 @@ func New(d driver.Driver, opts Options) (*Registry, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{d: d, opts: opts, verified: newVerifiedSet(verifiedCapacity)}, nil
+	if opts.GCAnnounce < 0 {
+		return nil, fmt.Errorf("storage: negative GC announce period %s", opts.GCAnnounce)
+	}
+	if opts.GCAnnounce == 0 {
+		opts.GCAnnounce = DefaultGCAnnounce
+	}
+	return &Registry{d: d, opts: opts, verified: newVerifiedSet(verifiedCapacity),
+		collected: newCollectedState(opts.GCAnnounce, opts.Collected)}, nil
 }
 
 // Ping checks that the backend answers: a Stat of a probe object that need not exist.

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"time"
+
 	"bytes"
 	"context"
 	"errors"
@@ -88,7 +90,7 @@ func (failing) Read([]byte) (int, error) { return 0, errors.New("connection rese
 
 func newTestRegistry(t *testing.T, d driver.Driver) *Registry {
 	t.Helper()
-	r, err := New(d, Options{Secret: []byte("0123456789abcdef0123")})
+	r, err := New(d, Options{Secret: []byte("0123456789abcdef0123"), GCAnnounce: testAnnounce})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,3 +155,7 @@ func TestVerifiedReads(t *testing.T) {
 		t.Fatalf("resumed onto another version: %d bytes, %v; want 1000 bytes and ErrBlobCorrupt", len(got), err)
 	}
 }
+
+// testAnnounce is the GC announce period of test registries: short, so a first run waits
+// little, and the background checks of whether the bucket is collected run often.
+const testAnnounce = 40 * time.Millisecond

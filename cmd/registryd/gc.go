@@ -199,7 +199,8 @@ func runGCCommand(ctx context.Context, args, environ []string, stdout, stderr io
 		fmt.Fprintln(stderr, "registryd: gc:", err)
 		return exitFailure
 	}
-	reg, err := storage.New(d, storage.Options{Secret: []byte("registryd gc: signs no upload token"), Logger: log})
+	reg, err := storage.New(d, storage.Options{Secret: []byte("registryd gc: signs no upload token"), Logger: log,
+		Collected: true, GCAnnounce: cfg.Storage.GC.Announce})
 	if err != nil {
 		fmt.Fprintln(stderr, "registryd: gc:", err)
 		return exitFailure

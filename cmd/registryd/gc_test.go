@@ -47,7 +47,7 @@ func TestGCCommand(t *testing.T) {
 	}
 	time.Sleep(2200 * time.Millisecond) // older than the grace period and the push markers, in whole seconds
 	cfgFile := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgFile, []byte("version: 0.1\nlog: {level: error}\nstorage:\n  filesystem: {rootdirectory: "+dir+"}\n  gc: {graceperiod: 1ms}\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte("version: 0.1\nlog: {level: error}\nstorage:\n  filesystem: {rootdirectory: "+dir+"}\n  gc: {graceperiod: 1ms, announce: 100ms}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer

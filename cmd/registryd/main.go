@@ -194,6 +194,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		RedirectExpiry: cfg.Storage.Redirect.Expiry,
 		AllowSparse:    cfg.Validation.Manifests.AllowSparse,
 		TouchOnHead:    cfg.Storage.GC.Enabled && !cfg.Storage.Maintenance.ReadOnly.Enabled,
+		Collected:      cfg.Storage.GC.Enabled,
+		GCAnnounce:     cfg.Storage.GC.Announce,
 		Logger:         log,
 	})
 	if err != nil {
