@@ -233,24 +233,7 @@ func TestServeTLS(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := freeAddr(t)
-			env := append([]string{"REGISTRY_STORAGE_INMEMORY=", "REGISTRY_HTTP_ADDR=" + addr,
-				"REGISTRY_HTTP_TLS_CERTIFICATE=" + cert, "REGISTRY_HTTP_TLS_KEY=" + key,
-				"REGISTRY_HTTP_SECRET=0123456789abcdef0123"}, tc.env...)
-			cfg, err := config.Load(nil, env)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler)) }()
-			t.Cleanup(func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("serve: %v", err)
-				}
-			})
-			waitListening(t, addr)
+			addr := serveTLS(t, cert, key, tc.env...)
 			for _, a := range tc.attempts {
 				tlsc := &tls.Config{RootCAs: ca.Pool(), MinVersion: a.min, MaxVersion: a.max, CipherSuites: a.suites}
 				if a.clientCert != nil {
@@ -317,6 +300,31 @@ func TestServeRefusesBadTLS(t *testing.T) {
 	if err := serve(ctx, cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "http.tls.key") {
 		t.Fatalf("serve = %v, want an error naming http.tls.key", err)
 	}
+}
+
+// serveTLS runs serve on a free loopback address with in-memory storage, the key pair
+// cert and key, and the extra REGISTRY_* settings env, until the test ends; it returns the
+// address once it listens.
+func serveTLS(t *testing.T, cert, key string, env ...string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	cfg, err := config.Load(nil, append([]string{"REGISTRY_STORAGE_INMEMORY=", "REGISTRY_HTTP_ADDR=" + addr,
+		"REGISTRY_HTTP_TLS_CERTIFICATE=" + cert, "REGISTRY_HTTP_TLS_KEY=" + key,
+		"REGISTRY_HTTP_SECRET=0123456789abcdef0123"}, env...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	waitListening(t, addr)
+	return addr
 }
 
 func freeAddr(t *testing.T) string {
@@ -416,23 +424,8 @@ func TestSelftestMutualTLS(t *testing.T) {
 	if err := os.WriteFile(clientCAFile, clientCA.PEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	cfg, err := config.Load(nil, []string{"REGISTRY_STORAGE_INMEMORY=", "REGISTRY_HTTP_ADDR=" + addr,
-		"REGISTRY_HTTP_TLS_CERTIFICATE=" + cert, "REGISTRY_HTTP_TLS_KEY=" + key,
-		"REGISTRY_HTTP_TLS_CLIENTCAS=" + clientCAFile, "REGISTRY_HTTP_SECRET=0123456789abcdef0123"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler)) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	waitListening(t, addr)
+	addr := serveTLS(t, cert, key, "REGISTRY_HTTP_TLS_CLIENTCAS="+clientCAFile)
+	ctx := context.Background()
 	noEnv := func(string) string { return "" }
 	var out strings.Builder
 	if err := runSelftest(ctx, []string{"-insecure", "-cert", clientCert, "-key", clientKey, "https://" + addr}, &out, noEnv); err != nil {
